@@ -1,0 +1,63 @@
+"""Settings read once from the environment at cold start and validated.
+
+The env var names come from ``pushpipe.topology`` so infra, the local cloud and the
+functions agree on them.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, Field, ValidationError
+
+from pushpipe import topology as t
+from pushpipe.errors import ConfigurationError
+
+
+class SendSettings(BaseModel):
+    audience_bucket: str = Field(min_length=1)
+    audience_prefix: str = t.AUDIENCE_PREFIX
+    runs_table: str = Field(min_length=1)
+    sends_firehose: str = Field(min_length=1)
+    send_function: str = Field(min_length=1)
+    chains: int = Field(default=4, ge=1, le=256)
+    batch_size: int = Field(default=500, ge=1, le=5000)
+    min_remaining_ms: int = Field(default=60_000, ge=0)
+    concurrency: int = Field(default=200, ge=1, le=2000)
+    vapid_secret: str = Field(min_length=1)
+    vapid_subject: str = Field(pattern=r"^(mailto:|https://)")
+    signing_secret: str = Field(min_length=1)
+    dry_run: bool = False
+    allow_list: frozenset[str] = frozenset()
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@lru_cache(maxsize=1)
+def send_settings() -> SendSettings:
+    raw = {
+        "audience_bucket": _env(t.ENV_AUDIENCE_BUCKET),
+        "audience_prefix": _env(t.ENV_AUDIENCE_PREFIX, t.AUDIENCE_PREFIX),
+        "runs_table": _env(t.ENV_RUNS_TABLE),
+        "sends_firehose": _env(t.ENV_SENDS_FIREHOSE),
+        "send_function": _env(t.ENV_SEND_FUNCTION),
+        "chains": _env(t.ENV_CHAINS, "4"),
+        "batch_size": _env(t.ENV_BATCH_SIZE, "500"),
+        "min_remaining_ms": _env(t.ENV_MIN_REMAINING_MS, "60000"),
+        "concurrency": _env(t.ENV_CONCURRENCY, "200"),
+        "vapid_secret": _env(t.ENV_VAPID_SECRET),
+        "vapid_subject": _env(t.ENV_VAPID_SUBJECT),
+        "signing_secret": _env(t.ENV_SIGNING_SECRET),
+        "dry_run": (_env(t.ENV_DRY_RUN, "false") or "").lower() in ("1", "true", "yes"),
+        "allow_list": frozenset(
+            x.strip() for x in (_env(t.ENV_ALLOW_LIST, "") or "").split(",") if x.strip()
+        ),
+    }
+    try:
+        return SendSettings.model_validate({k: v for k, v in raw.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigurationError(f"send_batch settings are invalid: {exc}") from exc

@@ -1,0 +1,242 @@
+"""One declaration of the system: functions, triggers, tables, buckets, queues, streams,
+routes and settings.
+
+Both the CDK stack (``infra/stacks``) and the embedded local cloud (``pushpipe_local``)
+read this module, so what runs on a laptop is what deploys. Adding a function or a
+route is one change here.
+
+Every resource has a *logical* name (used as the CDK construct id and, prefixed, as the
+local physical name) and the environment variable through which functions learn its
+physical name at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+PROJECT = "pushpipe"
+
+# ---------------------------------------------------------------------------------------
+# Environment variable names, shared by settings, infra and the local cloud.
+# ---------------------------------------------------------------------------------------
+ENV_AUDIENCE_BUCKET = "AUDIENCE_BUCKET"
+ENV_AUDIENCE_PREFIX = "AUDIENCE_PREFIX"
+ENV_ARCHIVE_BUCKET = "ARCHIVE_BUCKET"
+ENV_RUNS_TABLE = "RUNS_TABLE"
+ENV_SENDS_FIREHOSE = "SENDS_FIREHOSE"
+ENV_SEND_FUNCTION = "SEND_FUNCTION_NAME"
+ENV_CHAINS = "SEND_CHAINS"
+ENV_BATCH_SIZE = "SEND_BATCH_SIZE"
+ENV_MIN_REMAINING_MS = "SEND_MIN_REMAINING_MS"
+ENV_CONCURRENCY = "SEND_CONCURRENCY"
+ENV_VAPID_SECRET = "VAPID_SECRET_NAME"
+ENV_VAPID_SUBJECT = "VAPID_SUBJECT"
+ENV_SIGNING_SECRET = "SIGNING_SECRET_NAME"
+ENV_DRY_RUN = "SEND_DRY_RUN"
+ENV_ALLOW_LIST = "SEND_ALLOW_LIST"
+
+AUDIENCE_PREFIX = "audiences/"
+SENDS_ARCHIVE_PREFIX = "sends/"
+PINGS_ARCHIVE_PREFIX = "pings/"
+
+BillingKey = Literal["PAY_PER_REQUEST"]
+
+
+@dataclass(frozen=True)
+class Index:
+    """A global secondary index (all attributes projected unless ``keys_only``)."""
+
+    name: str
+    pk: str
+    sk: str | None = None
+    keys_only: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    env: str
+    pk: str = "pk"
+    sk: str | None = "sk"
+    ttl_attribute: str | None = None
+    stream: bool = False
+    indexes: tuple[Index, ...] = ()
+
+
+@dataclass(frozen=True)
+class Bucket:
+    name: str
+    env: str
+    expire_days: int | None = None
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    env: str | None = None
+    visibility_timeout_s: int = 960
+    max_receive_count: int = 3
+    dlq: bool = True
+
+
+@dataclass(frozen=True)
+class DeliveryStream:
+    """Kinesis Data Firehose into the archive bucket under ``prefix``yyyy/MM/dd/HH/."""
+
+    name: str
+    env: str
+    bucket: str
+    prefix: str
+    source_stream: str | None = None  # read from a Kinesis stream instead of direct puts
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A Kinesis data stream (on-demand in AWS; read by a KinesisTrigger)."""
+
+    name: str
+    env: str
+    shards: int = 2
+
+
+@dataclass(frozen=True)
+class Secret:
+    name: str
+    env: str
+    kind: Literal["vapid", "hmac", "json"]
+
+
+@dataclass(frozen=True)
+class S3ToQueue:
+    """S3 ObjectCreated under ``prefix`` of ``bucket`` is notified to ``queue``."""
+
+    bucket: str
+    prefix: str
+    queue: str
+
+
+@dataclass(frozen=True)
+class SqsTrigger:
+    queue: str
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class KinesisTrigger:
+    stream: str
+    batch_size: int = 500
+    max_batching_window_s: int = 1
+
+
+@dataclass(frozen=True)
+class Route:
+    """An HTTP API route served by ``function`` (API Gateway HTTP API, payload v2)."""
+
+    method: str
+    path: str  # API Gateway syntax: /v1/tenants/{tenant}/report
+    function: str
+
+
+@dataclass(frozen=True)
+class ScheduleTrigger:
+    """An EventBridge rule ``rate``; the function receives ``payload`` as its event."""
+
+    name: str
+    rate_minutes: int
+    payload: dict = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    handler: str  # dotted path, identical in Lambda and locally: package.module.function
+    env: str | None  # env var that carries this function's own name (for self-invoke)
+    timeout_s: int
+    memory_mb: int
+    uses: tuple[str, ...]  # logical names of resources the function is granted
+    invokes_self: bool = False
+    triggers: tuple[SqsTrigger | KinesisTrigger | ScheduleTrigger, ...] = ()
+    settings: dict = field(default_factory=dict, hash=False)
+    reserved_concurrency: int | None = None
+    async_retries: int = 2
+    async_max_event_age_s: int = 6 * 3600
+
+
+# ---------------------------------------------------------------------------------------
+# Resources
+# ---------------------------------------------------------------------------------------
+AUDIENCE_BUCKET = Bucket("audience", ENV_AUDIENCE_BUCKET, expire_days=90)
+ARCHIVE_BUCKET = Bucket("archive", ENV_ARCHIVE_BUCKET)
+
+# Send runs and their chain cursors. The sparse ``active`` index lists the chains that
+# are still running, so the sweeper finds a stalled chain without a scan.
+RUNS_ACTIVE_INDEX = Index("active", pk="active")
+RUNS_TABLE = Table(
+    "runs", ENV_RUNS_TABLE, ttl_attribute="expires_at", indexes=(RUNS_ACTIVE_INDEX,)
+)
+
+AUDIENCE_QUEUE = Queue("audience-events", visibility_timeout_s=960, max_receive_count=3)
+
+SENDS_FIREHOSE = DeliveryStream("sends", ENV_SENDS_FIREHOSE, "archive", SENDS_ARCHIVE_PREFIX)
+
+VAPID_SECRET = Secret("vapid", ENV_VAPID_SECRET, "vapid")
+SIGNING_SECRET = Secret("signing", ENV_SIGNING_SECRET, "hmac")
+
+NOTIFICATIONS = (S3ToQueue("audience", AUDIENCE_PREFIX, "audience-events"),)
+
+SEND_BATCH = Function(
+    name="send_batch",
+    handler="functions.send_batch.handler.handler",
+    env=ENV_SEND_FUNCTION,
+    timeout_s=900,
+    memory_mb=1024,
+    uses=("audience", "runs", "sends", "vapid", "signing"),
+    invokes_self=True,
+    triggers=(
+        SqsTrigger("audience-events", batch_size=1),
+        # Resumes chains whose invocation died (lease expired) — see docs/decisions.md.
+        ScheduleTrigger("send-sweeper", rate_minutes=5, payload={"action": "sweep"}),
+    ),
+    settings={
+        ENV_AUDIENCE_PREFIX: AUDIENCE_PREFIX,
+        ENV_CHAINS: "4",
+        ENV_BATCH_SIZE: "500",
+        ENV_MIN_REMAINING_MS: "60000",
+        ENV_CONCURRENCY: "200",
+        ENV_VAPID_SUBJECT: "mailto:push@example.com",
+    },
+    reserved_concurrency=50,
+)
+
+# --- issue 3: pings, counters, revenue, audit (resources; functions/routes below) ------
+# (the issue-3 work adds its env names, tables, streams, functions and routes here)
+
+# --- issue 4: ad-hoc requests, approval, A/B, schedules --------------------------------
+# (the issue-4 work adds its env names, tables, functions and routes here)
+
+# --- the registry every consumer iterates -----------------------------------------------
+TABLES: tuple[Table, ...] = (RUNS_TABLE,)
+BUCKETS: tuple[Bucket, ...] = (AUDIENCE_BUCKET, ARCHIVE_BUCKET)
+QUEUES: tuple[Queue, ...] = (AUDIENCE_QUEUE,)
+STREAMS: tuple[Stream, ...] = ()
+DELIVERY_STREAMS: tuple[DeliveryStream, ...] = (SENDS_FIREHOSE,)
+SECRETS: tuple[Secret, ...] = (VAPID_SECRET, SIGNING_SECRET)
+FUNCTIONS: tuple[Function, ...] = (SEND_BATCH,)
+ROUTES: tuple[Route, ...] = ()
+
+
+def by_name(items, name: str):
+    for item in items:
+        if item.name == name:
+            return item
+    raise KeyError(name)
+
+
+def resource_env(name: str) -> str | None:
+    """The env var carrying the physical name of the resource with logical ``name``."""
+    for group in (TABLES, BUCKETS, DELIVERY_STREAMS, SECRETS, QUEUES, STREAMS):
+        for item in group:
+            if item.name == name:
+                return getattr(item, "env", None)
+    raise KeyError(name)
