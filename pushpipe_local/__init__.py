@@ -1,0 +1,1 @@
+"""pushpipe CLI and the embedded local cloud (never shipped to Lambda)."""
