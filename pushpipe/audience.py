@@ -207,14 +207,17 @@ def read_header(stream: IO[bytes]) -> CampaignHeader:
     return CampaignHeader.parse(builder.value)
 
 
-def iter_recipients(stream: IO[bytes], start: int = 0) -> Iterator[Recipient | Malformed]:
-    """Stream the recipients array, yielding each checked recipient from ``start`` on.
+def iter_recipients(
+    stream: IO[bytes], start: int = 0, chain: int = 0, chains: int = 1
+) -> Iterator[Recipient | Malformed]:
+    """Stream the recipients array, yielding each checked recipient of chain ``chain`` (of
+    ``chains``: recipient ``i`` belongs to chain ``i % chains``) from index ``start`` on.
 
     Raises ``AudienceRejected`` if the document turns out not to be valid JSON.
     """
     try:
         for index, raw in enumerate(ijson.items(stream, "recipients.item", use_float=True)):
-            if index >= start:
+            if index >= start and index % chains == chain:
                 yield check_recipient(index, raw)
     except ijson.JSONError as exc:
         raise AudienceRejected(f"the audience file is not valid JSON: {exc}") from exc

@@ -30,6 +30,7 @@ class SendSettings(BaseModel):
     signing_secret: str = Field(min_length=1)
     dry_run: bool = False
     allow_list: frozenset[str] = frozenset()
+    ping_url: str = Field(pattern=r"^https?://")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -53,6 +54,7 @@ def send_settings() -> SendSettings:
         "vapid_subject": _env(t.ENV_VAPID_SUBJECT),
         "signing_secret": _env(t.ENV_SIGNING_SECRET),
         "dry_run": (_env(t.ENV_DRY_RUN, "false") or "").lower() in ("1", "true", "yes"),
+        "ping_url": _env(t.ENV_PING_URL),
         "allow_list": frozenset(
             x.strip() for x in (_env(t.ENV_ALLOW_LIST, "") or "").split(",") if x.strip()
         ),

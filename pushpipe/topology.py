@@ -35,6 +35,7 @@ ENV_VAPID_SUBJECT = "VAPID_SUBJECT"
 ENV_SIGNING_SECRET = "SIGNING_SECRET_NAME"
 ENV_DRY_RUN = "SEND_DRY_RUN"
 ENV_ALLOW_LIST = "SEND_ALLOW_LIST"
+ENV_PING_URL = "PING_URL"  # where service workers post pings: <HTTP API base>/v1/pings
 
 AUDIENCE_PREFIX = "audiences/"
 SENDS_ARCHIVE_PREFIX = "sends/"
@@ -172,9 +173,7 @@ ARCHIVE_BUCKET = Bucket("archive", ENV_ARCHIVE_BUCKET)
 # Send runs and their chain cursors. The sparse ``active`` index lists the chains that
 # are still running, so the sweeper finds a stalled chain without a scan.
 RUNS_ACTIVE_INDEX = Index("active", pk="active")
-RUNS_TABLE = Table(
-    "runs", ENV_RUNS_TABLE, ttl_attribute="expires_at", indexes=(RUNS_ACTIVE_INDEX,)
-)
+RUNS_TABLE = Table("runs", ENV_RUNS_TABLE, ttl_attribute="expires_at", indexes=(RUNS_ACTIVE_INDEX,))
 
 AUDIENCE_QUEUE = Queue("audience-events", visibility_timeout_s=960, max_receive_count=3)
 

@@ -1,0 +1,50 @@
+"""Builds the send path's ports once per container (warm starts reuse them)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from aws_lambda_powertools.utilities import parameters
+
+from pushpipe.adapters import ArchiveStream, AudienceObjects, SelfInvoker
+from pushpipe.push.sender import WebPushSender
+from pushpipe.push.vapid import VapidSigner
+from pushpipe.runs import RunStore
+from pushpipe.sending import SendConfig, SendPorts
+from pushpipe.settings import send_settings
+from pushpipe.tokens import SigningKeys
+
+SECRET_MAX_AGE_S = 300
+
+
+@lru_cache(maxsize=1)
+def send_config() -> SendConfig:
+    s = send_settings()
+    return SendConfig(
+        chains=s.chains,
+        batch_size=s.batch_size,
+        min_remaining_ms=s.min_remaining_ms,
+        dry_run=s.dry_run,
+        audience_prefix=s.audience_prefix,
+    )
+
+
+@lru_cache(maxsize=1)
+def send_ports() -> SendPorts:
+    s = send_settings()
+    vapid = parameters.get_secret(s.vapid_secret, transform="json", max_age=SECRET_MAX_AGE_S)
+    signing = parameters.get_secret(s.signing_secret, transform="json", max_age=SECRET_MAX_AGE_S)
+    sender = WebPushSender(
+        VapidSigner(vapid["private_key"], s.vapid_subject),
+        concurrency=s.concurrency,
+        allow_list=s.allow_list,
+    )
+    return SendPorts(
+        runs=RunStore(s.runs_table),
+        objects=AudienceObjects(),
+        archive=ArchiveStream(s.sends_firehose),
+        invoker=SelfInvoker(s.send_function),
+        sender=sender,
+        signing_keys=SigningKeys.from_secret(signing),
+        ping_url=s.ping_url,
+    )
