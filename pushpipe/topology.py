@@ -162,6 +162,13 @@ class Function:
     reserved_concurrency: int | None = None
     async_retries: int = 2
     async_max_event_age_s: int = 6 * 3600
+    # Buckets in ``uses`` the function also writes objects to (``uses`` alone grants read;
+    # tables, streams, delivery streams and queues in ``uses`` are writable anyway).
+    writes: tuple[str, ...] = ()
+    # env var -> path on the HTTP API; the function gets ``<API base URL><path>``.
+    api_paths: dict = field(default_factory=dict, hash=False)
+    # Deployed through an alias with a CodeDeploy canary, rolled back on alarm.
+    canary: bool = False
 
 
 # ---------------------------------------------------------------------------------------
@@ -206,6 +213,7 @@ SEND_BATCH = Function(
         ENV_VAPID_SUBJECT: "mailto:push@example.com",
     },
     reserved_concurrency=50,
+    api_paths={ENV_PING_URL: "/v1/pings"},
 )
 
 # --- issue 3: pings, counters, revenue, audit (resources; functions/routes below) ------
