@@ -640,7 +640,7 @@ class PushService:
         *,
         public_url: str | None = None,
         state_file: str | os.PathLike[str] | None = None,
-        max_records: int = 1_000_000,
+        max_records: int = 100_000,
         max_pending_per_subscriber: int = 100,
         require_vapid: bool = True,
     ) -> None:
@@ -866,7 +866,8 @@ class PushService:
         else:
             plaintext = b""
 
-        delivery = self._record(sub_id, plaintext, len(body), ttl, urgency, topic, vapid_sub, now)
+        # sub.id, not the request's copy: one string shared by every record of a subscriber
+        delivery = self._record(sub.id, plaintext, len(body), ttl, urgency, topic, vapid_sub, now)
         return PushOutcome(201, "", {"TTL": str(ttl)}, delivery)
 
     def _fault_outcome(self, sub_id: str, rule: FaultRule) -> PushOutcome:
@@ -1434,7 +1435,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--subscribers", type=int, default=0, help="make sure at least this many subscribers exist"
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added latency per push")
-    parser.add_argument("--max-records", type=int, default=1_000_000)
+    parser.add_argument(
+        "--max-records",
+        type=int,
+        default=100_000,
+        help="deliveries kept for /_admin/received (about 2 KB each); older ones are dropped",
+    )
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
 

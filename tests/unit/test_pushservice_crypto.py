@@ -440,3 +440,21 @@ def test_accept_records_wall_clock_time_by_default(service_and_sender) -> None:
     before = time.time()
     assert service.accept(sub.id, headers, body, audiences=(ORIGIN,)).status == 201
     assert before <= service.stats()["first_received_at"] <= time.time()
+
+
+def test_old_deliveries_are_dropped_beyond_the_retention_limit() -> None:
+    service = PushService(max_records=3)
+    (sub,) = service.create_subscribers(1)
+    vapid = Vapid()
+    vapid.generate_keys()
+    auth = vapid.sign({"aud": ORIGIN, "sub": "mailto:ops@example.com", "exp": int(NOW) + 60})
+
+    for i in range(5):
+        assert (
+            _push(service, sub, auth["Authorization"], f'{{"nid": "{i}"}}'.encode()).status == 201
+        )
+
+    page = service.received(after=0)
+    assert [r["nid"] for r in page["records"]] == ["2", "3", "4"]
+    assert page["oldest_seq"] == 3 and service.delivery(1) is None
+    assert service.stats()["receptions"] == 5
