@@ -217,20 +217,70 @@ SEND_BATCH = Function(
 )
 
 # --- issue 3: pings, counters, revenue, audit (resources; functions/routes below) ------
-# (the issue-3 work adds its env names, tables, streams, functions and routes here)
+ENV_COUNTERS_TABLE = "COUNTERS_TABLE"
+ENV_SUBSCRIPTIONS_TABLE = "SUBSCRIPTIONS_TABLE"
+ENV_PINGS_STREAM = "PINGS_STREAM"
+ENV_PINGS_FIREHOSE = "PINGS_FIREHOSE"
+ENV_TENANT_SECRET = "TENANT_SECRET_NAME"
+ENV_MAX_PING_BYTES = "MAX_PING_BYTES"
+ENV_COUNTER_SHARD_PREFIX = "COUNTER_SHARD_PREFIX"
+
+# Counters, ping dedup fragments, click fragments and order ids (pushpipe/counters.py).
+COUNTERS_TABLE = Table("counters", ENV_COUNTERS_TABLE, ttl_attribute="expires_at")
+# Subscriptions and their per-topic copies (pushpipe/subscriptions.py).
+SUBSCRIPTIONS_TABLE = Table("subscriptions", ENV_SUBSCRIPTIONS_TABLE)
+# Accepted pings: read by the aggregate and archived by Firehose (see pushpipe/pings.py).
+PINGS_STREAM = Stream("pings", ENV_PINGS_STREAM, shards=2)
+PINGS_FIREHOSE = DeliveryStream(
+    "pings-archive", ENV_PINGS_FIREHOSE, "archive", PINGS_ARCHIVE_PREFIX, source_stream="pings"
+)
+# Per-tenant report keys, webhook secrets and attribution windows (pushpipe/tenants.py).
+TENANT_SECRET = Secret("tenants", ENV_TENANT_SECRET, "json")
+
+PING_HANDLER = Function(
+    name="ping_handler",
+    handler="functions.ping_handler.handler.handler",
+    env=None,
+    timeout_s=10,
+    memory_mb=512,
+    uses=("pings", "signing", "counters", "subscriptions", "tenants"),
+    settings={ENV_MAX_PING_BYTES: "16384"},
+)
+AGGREGATE = Function(
+    name="aggregate",
+    handler="functions.aggregate.handler.handler",
+    env=None,
+    timeout_s=120,
+    memory_mb=1024,
+    uses=("counters",),
+    triggers=(KinesisTrigger("pings", batch_size=1000, max_batching_window_s=1),),
+    settings={ENV_COUNTER_SHARD_PREFIX: "k"},
+)
+ISSUE3_ROUTES = (
+    Route("POST", "/v1/pings", "ping_handler"),
+    Route("OPTIONS", "/v1/pings", "ping_handler"),
+    Route("POST", "/v1/orders", "ping_handler"),
+    Route("GET", "/v1/tenants/{tenant}/campaigns/{campaign}/report", "ping_handler"),
+    Route("POST", "/v1/subscriptions", "ping_handler"),
+    Route("OPTIONS", "/v1/subscriptions", "ping_handler"),
+    Route("DELETE", "/v1/subscriptions/{id}", "ping_handler"),
+    Route("OPTIONS", "/v1/subscriptions/{id}", "ping_handler"),
+    Route("GET", "/openapi.json", "ping_handler"),
+    Route("GET", "/docs", "ping_handler"),
+)
 
 # --- issue 4: ad-hoc requests, approval, A/B, schedules --------------------------------
 # (the issue-4 work adds its env names, tables, functions and routes here)
 
 # --- the registry every consumer iterates -----------------------------------------------
-TABLES: tuple[Table, ...] = (RUNS_TABLE,)
+TABLES: tuple[Table, ...] = (RUNS_TABLE, COUNTERS_TABLE, SUBSCRIPTIONS_TABLE)
 BUCKETS: tuple[Bucket, ...] = (AUDIENCE_BUCKET, ARCHIVE_BUCKET)
 QUEUES: tuple[Queue, ...] = (AUDIENCE_QUEUE,)
-STREAMS: tuple[Stream, ...] = ()
-DELIVERY_STREAMS: tuple[DeliveryStream, ...] = (SENDS_FIREHOSE,)
-SECRETS: tuple[Secret, ...] = (VAPID_SECRET, SIGNING_SECRET)
-FUNCTIONS: tuple[Function, ...] = (SEND_BATCH,)
-ROUTES: tuple[Route, ...] = ()
+STREAMS: tuple[Stream, ...] = (PINGS_STREAM,)
+DELIVERY_STREAMS: tuple[DeliveryStream, ...] = (SENDS_FIREHOSE, PINGS_FIREHOSE)
+SECRETS: tuple[Secret, ...] = (VAPID_SECRET, SIGNING_SECRET, TENANT_SECRET)
+FUNCTIONS: tuple[Function, ...] = (SEND_BATCH, PING_HANDLER, AGGREGATE)
+ROUTES: tuple[Route, ...] = (*ISSUE3_ROUTES,)
 
 
 def by_name(items, name: str):
