@@ -1,0 +1,1 @@
+"""Audit trail over the Firehose archive (Athena in AWS, DuckDB locally)."""
