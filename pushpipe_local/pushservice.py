@@ -61,9 +61,9 @@ MAX_TTL_S = 28 * 24 * 3600
 VAPID_MAX_AHEAD_S = 24 * 3600
 URGENCIES = frozenset({"very-low", "low", "normal", "high"})
 PUSH_PATH = "/wpush/v2/"
-_TOPIC_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_TTL_RE = re.compile(r"^[0-9]{1,10}$")
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_TOPIC_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_TTL_RE = re.compile(r"[0-9]{1,10}")
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _FAULT_STATUSES = frozenset({400, 403, 404, 410, 413, 429, 500, 502, 503})
 _REASONS = {
     400: "Bad Request",
@@ -156,7 +156,7 @@ class Subscriber:
             auth = b64url_decode(record["auth"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"invalid subscriber record: {exc!r}") from exc
-        if not _ID_RE.match(sub_id):
+        if not _ID_RE.fullmatch(sub_id):
             raise ValueError(f"invalid subscriber id {sub_id!r}: use 1-128 base64url characters")
         if len(auth) != 16:
             raise ValueError(f"subscriber {sub_id}: auth secret must be 16 octets")
@@ -816,7 +816,7 @@ class PushService:
         ttl_text = _header(headers, "TTL")
         if ttl_text is None:
             return PushOutcome(400, "missing TTL header (RFC 8030 section 5.2)")
-        if not _TTL_RE.match(ttl_text.strip()):
+        if not _TTL_RE.fullmatch(ttl_text.strip()):
             return PushOutcome(400, f"TTL must be a non-negative integer, got {ttl_text!r}")
         ttl = min(int(ttl_text), MAX_TTL_S)
         urgency = (_header(headers, "Urgency") or "normal").strip().lower()
@@ -825,7 +825,7 @@ class PushService:
                 400, f"Urgency {urgency!r} is not one of very-low, low, normal, high"
             )
         topic = _header(headers, "Topic")
-        if topic is not None and not _TOPIC_RE.match(topic):
+        if topic is not None and not _TOPIC_RE.fullmatch(topic):
             return PushOutcome(
                 400, f"Topic {topic!r} must be 1-32 characters of the base64url alphabet"
             )

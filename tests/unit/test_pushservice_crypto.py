@@ -458,3 +458,26 @@ def test_old_deliveries_are_dropped_beyond_the_retention_limit() -> None:
     assert [r["nid"] for r in page["records"]] == ["2", "3", "4"]
     assert page["oldest_seq"] == 3 and service.delivery(1) is None
     assert service.stats()["receptions"] == 5
+
+
+def test_a_restricted_subscription_only_accepts_its_application_server_key() -> None:
+    owner, intruder = Vapid(), Vapid()
+    owner.generate_keys()
+    intruder.generate_keys()
+    owner_k = owner.sign({"aud": ORIGIN, "sub": "mailto:a@example.com", "exp": int(NOW) + 60})
+    service = PushService()
+    owner_public = b64url_encode(
+        owner.public_key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+    )
+    (sub,) = service.create_subscribers(1, application_server_key=owner_public)
+    intruder_auth = intruder.sign(
+        {"aud": ORIGIN, "sub": "mailto:b@example.com", "exp": int(NOW) + 60}
+    )["Authorization"]
+
+    refused = _push(service, sub, intruder_auth)
+    accepted = _push(service, sub, owner_k["Authorization"])
+
+    assert (refused.status, accepted.status) == (403, 201)
+    assert "applicationServerKey" in refused.reason
