@@ -190,6 +190,7 @@ class AggregateOutcome(BaseModel):
     counted: int = 0
     duplicates: int = 0
     failed: list[Any] = Field(default_factory=list)  # handles of records to retry
+    errors: list[str] = Field(default_factory=list)
     campaigns: int = 0
 
 
@@ -209,8 +210,9 @@ def aggregate_batch(
     for fold in folds.values():
         try:
             store.commit_fold(fold, writer=writer, shard=shard)
-        except StoreError:
+        except StoreError as exc:
             outcome.failed.extend(fold.records)
+            outcome.errors.append(f"{fold.tenant}/{fold.campaign}: {exc}")
             continue
         outcome.counted += fold.counted
         outcome.duplicates += fold.duplicates

@@ -63,3 +63,46 @@ def send_settings() -> SendSettings:
         return SendSettings.model_validate({k: v for k, v in raw.items() if v is not None})
     except ValidationError as exc:
         raise ConfigurationError(f"send_batch settings are invalid: {exc}") from exc
+
+
+# --- issue 3: ping_handler (pings, orders, reports, subscriptions) and aggregate --------
+class PingApiSettings(BaseModel):
+    pings_stream: str = Field(min_length=1)
+    signing_secret: str = Field(min_length=1)
+    counters_table: str = Field(min_length=1)
+    subscriptions_table: str = Field(min_length=1)
+    tenant_secret: str = Field(min_length=1)
+    max_ping_bytes: int = Field(default=16384, ge=1024, le=262144)
+
+
+@lru_cache(maxsize=1)
+def ping_api_settings() -> PingApiSettings:
+    raw = {
+        "pings_stream": _env(t.ENV_PINGS_STREAM),
+        "signing_secret": _env(t.ENV_SIGNING_SECRET),
+        "counters_table": _env(t.ENV_COUNTERS_TABLE),
+        "subscriptions_table": _env(t.ENV_SUBSCRIPTIONS_TABLE),
+        "tenant_secret": _env(t.ENV_TENANT_SECRET),
+        "max_ping_bytes": _env(t.ENV_MAX_PING_BYTES, "16384"),
+    }
+    try:
+        return PingApiSettings.model_validate({k: v for k, v in raw.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigurationError(f"ping_handler settings are invalid: {exc}") from exc
+
+
+class AggregateSettings(BaseModel):
+    counters_table: str = Field(min_length=1)
+    shard_prefix: str = Field(default="k", pattern=r"^[a-z]{1,4}$")
+
+
+@lru_cache(maxsize=1)
+def aggregate_settings() -> AggregateSettings:
+    raw = {
+        "counters_table": _env(t.ENV_COUNTERS_TABLE),
+        "shard_prefix": _env(t.ENV_COUNTER_SHARD_PREFIX, "k"),
+    }
+    try:
+        return AggregateSettings.model_validate({k: v for k, v in raw.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigurationError(f"aggregate settings are invalid: {exc}") from exc

@@ -1,0 +1,264 @@
+"""The public HTTP API of issue 3: pings, orders, reports and subscriptions.
+
+Routes are typed with pydantic models; Powertools validates requests and generates the
+OpenAPI document from this code (``GET /openapi.json``, Swagger UI at ``/docs``).
+Domain errors become HTTP answers in one place, ``_errors`` below.
+"""
+
+from __future__ import annotations
+
+import time
+from http import HTTPStatus
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import (
+    APIGatewayHttpResolver,
+    CORSConfig,
+    Response,
+    content_types,
+)
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from pydantic import BaseModel
+
+from pushpipe.attribution import OrderIn, OrderResult, record_order
+from pushpipe.errors import ConfigurationError, InvalidSubscription, StoreError
+from pushpipe.observability import logger, metrics
+from pushpipe.ping_wiring import api_ports
+from pushpipe.pings import PingAccepted, PingBatchIn, PingIn, PingStreamError, accept_pings
+from pushpipe.reports import CampaignReport, build_report
+from pushpipe.subscriptions import SubscribeIn, subscription_from_request
+from pushpipe.tenants import (
+    WEBHOOK_SIGNATURE_HEADER,
+    WEBHOOK_TENANT_HEADER,
+    Forbidden,
+    NotAuthenticated,
+)
+from pushpipe.tokens import TokenExpired, TokenInvalid
+
+cors = CORSConfig(
+    allow_origin="*",  # pings and subscriptions come from every shop's domain
+    allow_headers=["Content-Type", "Authorization", "X-Pushpipe-Auth"],
+    max_age=86400,
+)
+app = APIGatewayHttpResolver(cors=cors, enable_validation=True)
+app.enable_swagger(
+    path="/docs",
+    title="pushpipe API",
+    version="1",
+    description="Delivery and click pings, order webhooks, campaign reports, subscriptions.",
+    security_schemes={"reportKey": HTTPBearer(description="the tenant's report key")},
+)
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+
+
+class SubscribeOut(BaseModel):
+    id: str
+    tenant: str
+
+
+def _error(status: HTTPStatus, code: str, message: str) -> Response:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=ErrorBody(error=code, message=message).model_dump(),
+    )
+
+
+ERRORS = {
+    401: {"description": "forged token / missing or wrong credentials", "content": {}},
+    403: {"description": "expired token / credentials of another tenant"},
+    413: {"description": "body too large"},
+    422: {"description": "invalid request"},
+}
+
+
+# --- pings -----------------------------------------------------------------------------
+@app.post(
+    "/v1/pings",
+    tags=["pings"],
+    summary="Report that a notification was delivered (shown), clicked or closed",
+    description="One ping or a batch of up to 20. All tokens are verified before anything "
+    "is accepted: one bad token rejects the request and nothing of it is counted. Accepts "
+    "`text/plain` bodies too, so browsers send it without a CORS preflight.",
+    responses={202: {"description": "accepted"}, **ERRORS},
+)
+def post_pings(
+    body: Annotated[PingIn | PingBatchIn, Body(description="a ping or {pings: [...]}")],
+) -> Response[PingAccepted]:
+    ports = api_ports()
+    pings = body.pings if isinstance(body, PingBatchIn) else [body]
+    records = accept_pings(pings, ports.keys.keys(), ports.writer)
+    metrics.add_metric(name="PingsAccepted", unit="Count", value=len(records))
+    return Response(
+        status_code=HTTPStatus.ACCEPTED,
+        content_type=content_types.APPLICATION_JSON,
+        body=PingAccepted(accepted=len(records)).model_dump(),
+    )
+
+
+# --- orders ----------------------------------------------------------------------------
+@app.post(
+    "/v1/orders",
+    tags=["revenue"],
+    summary="The shop's order webhook (HMAC-SHA256 of the raw body, base64)",
+    description=f"Headers `{WEBHOOK_TENANT_HEADER}` and `{WEBHOOK_SIGNATURE_HEADER}`. The "
+    "order is attributed to the last notification the subscriber clicked within the "
+    "tenant's attribution window; an order id counts once however often it is delivered.",
+    responses={200: {"description": "recorded (or already recorded)"}, **ERRORS},
+)
+def post_order(
+    order: OrderIn,
+    x_pushpipe_tenant: Annotated[str | None, Header(alias=WEBHOOK_TENANT_HEADER.lower())] = None,
+    x_pushpipe_hmac_sha256: Annotated[
+        str | None, Header(alias=WEBHOOK_SIGNATURE_HEADER.lower())
+    ] = None,
+) -> OrderResult:
+    ports = api_ports()
+    raw = app.current_event.decoded_body or ""
+    cfg = ports.tenants.verify_webhook(
+        x_pushpipe_tenant, raw.encode() if isinstance(raw, str) else raw, x_pushpipe_hmac_sha256
+    )
+    result = record_order(
+        order, x_pushpipe_tenant or "", cfg.attribution_window_h, ports.counters, time.time()
+    )
+    if not result.duplicate:
+        metrics.add_metric(name="OrdersRecorded", unit="Count", value=1)
+    return result
+
+
+# --- reports ---------------------------------------------------------------------------
+@app.get(
+    "/v1/tenants/<tenant>/campaigns/<campaign>/report",
+    tags=["reports"],
+    summary="Sent, impressions, clicks, CTR, closes, orders and revenue per variant and hour",
+    security=[{"reportKey": []}],
+    responses={200: {"description": "the report"}, **ERRORS},
+)
+def get_report(
+    tenant: str,
+    campaign: str,
+    authorization: Annotated[str | None, Header()] = None,
+) -> CampaignReport:
+    ports = api_ports()
+    ports.tenants.authorize_report(tenant, authorization)
+    return build_report(tenant, campaign, ports.counters.campaign_rows(tenant, campaign))
+
+
+# --- subscriptions ---------------------------------------------------------------------
+@app.post(
+    "/v1/subscriptions",
+    tags=["subscriptions"],
+    summary="Subscribe a browser (PushSubscription.toJSON() plus topics, language, country)",
+    responses={201: {"description": "stored"}, 422: ERRORS[422]},
+)
+def post_subscription(body: SubscribeIn) -> Response[SubscribeOut]:
+    sub = api_ports().subscriptions.put(subscription_from_request(body))
+    return Response(
+        status_code=HTTPStatus.CREATED,
+        content_type=content_types.APPLICATION_JSON,
+        body=SubscribeOut(id=sub.id, tenant=sub.tenant).model_dump(),
+    )
+
+
+@app.delete(
+    "/v1/subscriptions/<sub_id>",
+    tags=["subscriptions"],
+    summary="Unsubscribe; proven by the subscription's auth secret in X-Pushpipe-Auth",
+    responses={204: {"description": "removed"}, 403: ERRORS[403], 404: {"description": "none"}},
+)
+def delete_subscription(
+    sub_id: str,
+    tenant: Annotated[str, Query(min_length=1, max_length=64)],
+    x_pushpipe_auth: Annotated[str | None, Header(alias="x-pushpipe-auth")] = None,
+) -> Response[None]:
+    import hmac
+
+    store = api_ports().subscriptions
+    sub = store.get(tenant, sub_id)
+    if sub is None:
+        raise NotFoundError(f"no subscription {sub_id} for tenant {tenant}")
+    if not x_pushpipe_auth or not hmac.compare_digest(
+        x_pushpipe_auth.encode(), sub.keys.auth.encode()
+    ):
+        raise Forbidden("X-Pushpipe-Auth must carry the subscription's auth secret")
+    store.delete(tenant, sub_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT, body="")
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_json() -> Response:
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=app.get_openapi_json_schema(title="pushpipe API", version="1"),
+    )
+
+
+# --- errors: one place maps domain errors to HTTP --------------------------------------
+@app.exception_handler(TokenInvalid)
+def _token_invalid(exc: TokenInvalid) -> Response:
+    metrics.add_metric(name="PingsRejectedForged", unit="Count", value=1)
+    return _error(HTTPStatus.UNAUTHORIZED, "token_invalid", str(exc))
+
+
+@app.exception_handler(TokenExpired)
+def _token_expired(exc: TokenExpired) -> Response:
+    metrics.add_metric(name="PingsRejectedExpired", unit="Count", value=1)
+    return _error(HTTPStatus.FORBIDDEN, "token_expired", str(exc))
+
+
+@app.exception_handler(NotAuthenticated)
+def _not_authenticated(exc: NotAuthenticated) -> Response:
+    return _error(HTTPStatus.UNAUTHORIZED, "not_authenticated", str(exc))
+
+
+@app.exception_handler(Forbidden)
+def _forbidden(exc: Forbidden) -> Response:
+    return _error(HTTPStatus.FORBIDDEN, "forbidden", str(exc))
+
+
+@app.exception_handler(NotFoundError)
+def _not_found(exc: NotFoundError) -> Response:
+    return _error(HTTPStatus.NOT_FOUND, "not_found", str(exc.msg))
+
+
+@app.exception_handler(InvalidSubscription)
+def _invalid_subscription(exc: InvalidSubscription) -> Response:
+    return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_subscription", str(exc))
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid_request(exc: RequestValidationError) -> Response:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return _error(HTTPStatus.BAD_REQUEST, "malformed_json", "the body is not valid JSON")
+    parts = []
+    for e in errors[:5]:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        parts.append(f"{where or 'body'}: {e.get('msg')}")
+    return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_request", "; ".join(parts))
+
+
+@app.exception_handler(PingStreamError)
+def _stream_unavailable(exc: PingStreamError) -> Response:
+    logger.warning("ping stream refused records", extra={"error": str(exc)})
+    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "stream_unavailable", str(exc))
+
+
+@app.exception_handler(StoreError)
+def _store_unavailable(exc: StoreError) -> Response:
+    logger.warning("store call failed", extra={"error": str(exc)})
+    return _error(HTTPStatus.SERVICE_UNAVAILABLE, "store_unavailable", str(exc))
+
+
+@app.exception_handler(ConfigurationError)
+def _misconfigured(exc: ConfigurationError) -> Response:
+    logger.error("configuration error", extra={"error": str(exc)})
+    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "misconfigured", str(exc))
