@@ -245,6 +245,7 @@ PING_HANDLER = Function(
     memory_mb=512,
     uses=("pings", "signing", "counters", "subscriptions", "tenants"),
     settings={ENV_MAX_PING_BYTES: "16384"},
+    canary=True,  # deployed through alias 'live', CodeDeploy canary, rolled back on alarm
 )
 AGGREGATE = Function(
     name="aggregate",
