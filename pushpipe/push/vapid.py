@@ -113,7 +113,7 @@ class VapidSigner:
     ) -> None:
         if not _SUBJECT.match(subject or ""):
             raise ConfigurationError(
-                f"VAPID subject must be a mailto: address or an https: URL, got {subject!r}"
+                f"VAPID subject must be a mailto: address or an https: origin, got {subject!r}"
             )
         if not 0 < lifetime_s <= MAX_LIFETIME_S:
             raise ConfigurationError(
@@ -142,7 +142,7 @@ class VapidSigner:
         return token.authorization
 
     def headers_for(self, endpoint: str) -> dict[str, str]:
-        """``{"Authorization": "vapid t=<jwt>,k=<public key>"}`` for the endpoint's origin."""
+        """``{"Authorization": "vapid t=<jwt>, k=<public key>"}`` for the endpoint's origin."""
         return {"Authorization": self.authorization_for_origin(origin_of(endpoint))}
 
     def claims_for(self, origin: str) -> dict[str, str | int]:
@@ -160,4 +160,6 @@ class VapidSigner:
         except VapidException as exc:
             raise ValueError(f"cannot sign a VAPID token for {origin}: {exc}") from None
         self.signatures += 1
-        return _Token(headers["Authorization"], exp)
+        # py_vapid writes "vapid t=<jwt>,k=<key>"; RFC 8292's own examples separate the
+        # parameters with ", " and every push service reads both.
+        return _Token(headers["Authorization"].replace(",k=", ", k=", 1), exp)
