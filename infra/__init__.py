@@ -1,0 +1,1 @@
+"""pushpipe CDK app: ``python -m infra.cdk_app`` (see cdk.json)."""

@@ -1,0 +1,1 @@
+"""Deploy-time custom resource handlers (bundled with the functions; no CDK imports)."""

@@ -1,0 +1,1 @@
+"""The pushpipe CDK stack and its constructs, built from ``pushpipe.topology``."""

@@ -1,0 +1,445 @@
+"""One construct per topology function: role, log group, function, grants, triggers.
+
+Everything here is read from ``pushpipe.topology.Function``; adding a function or a
+trigger there needs no change in this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_kinesisfirehose as firehose
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.stacks.bundling import PYTHON_VERSION
+from infra.stacks.config import DeployConfig
+from infra.stacks.mail import Mail
+from infra.stacks.nag import acknowledge
+from infra.stacks.names import cid, function_name
+from infra.stacks.storage import failure_queue
+from pushpipe import topology as t
+from pushpipe.observability import NAMESPACE, SERVICE
+
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+ARCHITECTURE = lambda_.Architecture.ARM_64
+CANARY = codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES
+CANARY_ALIAS = "live"
+KINESIS_RETRIES = 5
+KINESIS_MAX_RECORD_AGE = Duration.hours(6)
+SCHEDULE_RETRIES = 2
+
+TABLE_ACTIONS = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:DescribeTable",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+)  # no Scan: every access path is a key or index query (see docs/deploy.md)
+
+RUNTIME_REASON = (
+    f"Pinned to {RUNTIME.name}: the bundle's binary wheels (pydantic-core, cryptography, "
+    f"ijson, aiohttp) are installed for cp{PYTHON_VERSION.replace('.', '')}/aarch64 and the "
+    "tests run the same code on 3.11+; upgrade RUNTIME and bundling.PYTHON_VERSION together."
+)
+
+assert RUNTIME.name == f"python{PYTHON_VERSION}", "bundle and runtime must agree"
+
+
+@dataclass
+class Resources:
+    """What functions can be granted, by logical name, plus stack-wide inputs."""
+
+    config: DeployConfig
+    code: lambda_.Code
+    api_url: str
+    log_retention: logs.RetentionDays
+    tables: dict[str, dynamodb.TableV2]
+    buckets: dict[str, s3.Bucket]
+    queues: dict[str, sqs.Queue]
+    streams: dict[str, kinesis.Stream]
+    delivery_streams: dict[str, firehose.CfnDeliveryStream]
+    secrets: dict[str, secretsmanager.Secret]
+    mail: Mail | None = None
+    functions: dict[str, PushpipeFunction] = field(default_factory=dict)
+    # (label, queue) of every dead-letter / on-failure queue, for alarms and the dashboard
+    dead_letter_queues: list[tuple[str, sqs.IQueue]] = field(default_factory=list)
+
+    def physical(self, name: str) -> str:
+        """The value a function finds in the resource's env var."""
+        if name in self.tables:
+            return self.tables[name].table_name
+        if name in self.buckets:
+            return self.buckets[name].bucket_name
+        if name in self.queues:
+            return self.queues[name].queue_url
+        if name in self.streams:
+            return self.streams[name].stream_name
+        if name in self.delivery_streams:
+            return self.delivery_streams[name].ref
+        if name in self.secrets:
+            return self.secrets[name].secret_arn  # a full ARN works as SecretId
+        raise KeyError(name)
+
+
+def deploy_settings(config: DeployConfig) -> dict[str, str]:
+    """Env values that come from deploy parameters and replace the topology defaults."""
+    return {t.ENV_VAPID_SUBJECT: config.vapid_subject}
+
+
+class PushpipeFunction(Construct):
+    """A topology function with its own role, log group, grants and triggers."""
+
+    def __init__(self, scope: Construct, cid_: str, *, spec: t.Function, res: Resources) -> None:
+        super().__init__(scope, cid_)
+        self.spec = spec
+        self.res = res
+        self.stack = Stack.of(self)
+        self.function_name = function_name(res.config.stack_name, spec.name)
+        self.failure_queue: sqs.Queue | None = None
+        self.log_group = self._build_log_group()
+        self.role = self._build_role()
+        self._build_failure_queue()
+        self.function = self._build_function()
+        self.target: lambda_.IFunction = self.function
+        self.alias: lambda_.Alias | None = None
+        self.deployment_group: codedeploy.LambdaDeploymentGroup | None = None
+        self.canary_alarm: cloudwatch.Alarm | None = None
+        if spec.canary:
+            self._build_canary()
+        for name in spec.uses:
+            self._grant_use(name)
+        self._check_writes()
+        if spec.invokes_self:
+            self._grant_self_invoke()
+        for trigger in spec.triggers:
+            self._build_trigger(trigger)
+
+    # --- the function ---------------------------------------------------------------
+    def _build_log_group(self) -> logs.LogGroup:
+        return logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/aws/lambda/{self.function_name}",
+            retention=self.res.log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+
+    def _build_role(self) -> iam.Role:
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"pushpipe {self.spec.name}: only what topology.uses grants",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            )
+        )
+        return role
+
+    def _is_async(self) -> bool:
+        """Invoked asynchronously: by itself, or by an EventBridge schedule."""
+        return self.spec.invokes_self or any(
+            isinstance(trigger, t.ScheduleTrigger) for trigger in self.spec.triggers
+        )
+
+    def _build_failure_queue(self) -> None:
+        if self._is_async():
+            self.failure_queue = failure_queue(self, "OnFailure")
+            self.res.dead_letter_queues.append((f"{self.spec.name} on-failure", self.failure_queue))
+
+    def _environment(self) -> dict[str, str]:
+        env = {
+            "POWERTOOLS_SERVICE_NAME": SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
+        }
+        for name in self.spec.uses:
+            variable = _resource_env(name)
+            if variable:
+                env[variable] = self.res.physical(name)
+        overrides = deploy_settings(self.res.config)
+        for key, value in self.spec.settings.items():
+            env[key] = overrides.get(key, str(value))
+        if self.spec.env:
+            env[self.spec.env] = self.function_name
+        for variable, path in self.spec.api_paths.items():
+            env[variable] = self.res.api_url.rstrip("/") + "/" + path.lstrip("/")
+        return env
+
+    def _build_function(self) -> lambda_.Function:
+        spec = self.spec
+        kwargs: dict = {}
+        if self._is_async():
+            kwargs.update(
+                retry_attempts=spec.async_retries,
+                max_event_age=Duration.seconds(spec.async_max_event_age_s),
+                on_failure=destinations.SqsDestination(self.failure_queue),
+            )
+        if spec.invokes_self:
+            # Lambda stops a chain of invocations after ~16 hops of the same request
+            # lineage unless the function allows recursive loops; a send chain of a
+            # million recipients legitimately re-invokes itself far more often.
+            kwargs["recursive_loop"] = lambda_.RecursiveLoop.ALLOW
+        function = lambda_.Function(
+            self,
+            "Function",
+            function_name=self.function_name,
+            description=f"pushpipe {spec.name} ({spec.handler})",
+            code=self.res.code,
+            handler=spec.handler,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            memory_size=spec.memory_mb,
+            timeout=Duration.seconds(spec.timeout_s),
+            reserved_concurrent_executions=spec.reserved_concurrency,
+            role=self.role,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
+            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment=self._environment(),
+            **kwargs,
+        )
+        acknowledge(function, "AwsSolutions-L1", RUNTIME_REASON)
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray PutTraceSegments/PutTelemetryRecords do not support resource-level "
+            "permissions; this is the only statement with Resource '*'.",
+        )
+        return function
+
+    # --- canary ---------------------------------------------------------------------
+    def _build_canary(self) -> None:
+        self.alias = lambda_.Alias(
+            self, "Alias", alias_name=CANARY_ALIAS, version=self.function.current_version
+        )
+        self.target = self.alias
+        self.canary_alarm = cloudwatch.Alarm(
+            self,
+            "CanaryErrors",
+            alarm_description=f"{self.spec.name}: errors on the '{CANARY_ALIAS}' alias "
+            "(rolls back a canary deployment)",
+            metric=self.alias.metric_errors(period=Duration.minutes(1), statistic="Sum"),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.deployment_group = codedeploy.LambdaDeploymentGroup(
+            self,
+            "Deployment",
+            alias=self.alias,
+            deployment_config=CANARY,
+            alarms=[self.canary_alarm],
+            auto_rollback=codedeploy.AutoRollbackConfig(
+                failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
+            ),
+        )
+        acknowledge(
+            self.deployment_group.role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSCodeDeployRoleForLambdaLimited]",
+            "CodeDeploy's own least-privilege role for Lambda deployments (shift alias "
+            "weights, read alarms, invoke hooks); AWS maintains it as the API evolves.",
+        )
+
+    def add_canary_alarm(self, alarm: cloudwatch.IAlarm) -> None:
+        """Roll the canary back on this alarm too (e.g. a domain rejection rate)."""
+        if self.deployment_group is not None:
+            self.deployment_group.add_alarm(alarm)
+
+    # --- grants ---------------------------------------------------------------------
+    def _grant_use(self, name: str) -> None:
+        res, role = self.res, self.role
+        if name in res.tables:
+            table = res.tables[name]
+            spec = t.by_name(t.TABLES, name)
+            arns = [table.table_arn] + [
+                f"{table.table_arn}/index/{index.name}" for index in spec.indexes
+            ]
+            role.add_to_policy(iam.PolicyStatement(actions=list(TABLE_ACTIONS), resources=arns))
+        elif name in res.buckets:
+            bucket = res.buckets[name]
+            role.add_to_policy(
+                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
+            )
+            actions = ["s3:GetObject"] + (["s3:PutObject"] if name in self.spec.writes else [])
+            role.add_to_policy(
+                iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects("*")])
+            )
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::<{_logical_id(bucket)}.Arn>/*]",
+                f"{self.spec.name} reads (and with writes=, writes) objects of bucket "
+                f"{name!r} whose keys are chosen by users (audience files); object-level "
+                "ARNs of one bucket, no other bucket and no bucket-level write.",
+            )
+        elif name in res.delivery_streams:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
+                    resources=[res.delivery_streams[name].attr_arn],
+                )
+            )
+        elif name in res.streams:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=[
+                        "kinesis:PutRecord",
+                        "kinesis:PutRecords",
+                        "kinesis:DescribeStreamSummary",
+                    ],
+                    resources=[res.streams[name].stream_arn],
+                )
+            )
+        elif name in res.secrets:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                    resources=[res.secrets[name].secret_arn],
+                )
+            )
+        elif name in res.queues:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["sqs:SendMessage", "sqs:GetQueueAttributes"],
+                    resources=[res.queues[name].queue_arn],
+                )
+            )
+        elif name in res.functions:
+            other = res.functions[name]
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["lambda:InvokeFunction"], resources=[other.function.function_arn]
+                )
+            )
+        else:
+            raise KeyError(
+                f"function {self.spec.name!r} uses {name!r}, which the topology does not "
+                "declare (or declares after the function)"
+            )
+
+    def _check_writes(self) -> None:
+        for name in self.spec.writes:
+            if name not in self.spec.uses or name not in self.res.buckets:
+                raise ValueError(
+                    f"function {self.spec.name!r}: writes={name!r} must name a bucket that is "
+                    "also in uses"
+                )
+
+    def _grant_self_invoke(self) -> None:
+        # The constructed ARN (not function.function_arn) avoids a function → policy →
+        # function dependency cycle.
+        arn = self.stack.format_arn(
+            service="lambda",
+            resource="function",
+            resource_name=self.function_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[arn])
+        )
+
+    # --- triggers -------------------------------------------------------------------
+    def _build_trigger(self, trigger: object) -> None:
+        if isinstance(trigger, t.SqsTrigger):
+            queue = self._need(self.res.queues, trigger.queue, "queue")
+            spec = t.by_name(t.QUEUES, trigger.queue)
+            if spec.visibility_timeout_s < self.spec.timeout_s:
+                raise ValueError(
+                    f"queue {trigger.queue!r} visibility timeout {spec.visibility_timeout_s}s is "
+                    f"shorter than {self.spec.name}'s timeout {self.spec.timeout_s}s; Lambda "
+                    "would see messages again while they are still being processed"
+                )
+            self.target.add_event_source(
+                sources.SqsEventSource(
+                    queue, batch_size=trigger.batch_size, report_batch_item_failures=True
+                )
+            )
+        elif isinstance(trigger, t.KinesisTrigger):
+            stream = self._need(self.res.streams, trigger.stream, "stream")
+            dead = failure_queue(self, cid(trigger.stream, "StreamFailures"))
+            self.res.dead_letter_queues.append(
+                (f"{self.spec.name} {trigger.stream} failures", dead)
+            )
+            self.target.add_event_source(
+                sources.KinesisEventSource(
+                    stream,
+                    starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                    batch_size=trigger.batch_size,
+                    max_batching_window=Duration.seconds(trigger.max_batching_window_s),
+                    bisect_batch_on_error=True,
+                    report_batch_item_failures=True,
+                    retry_attempts=KINESIS_RETRIES,
+                    max_record_age=KINESIS_MAX_RECORD_AGE,
+                    on_failure=sources.SqsDlq(dead),
+                )
+            )
+        elif isinstance(trigger, t.ScheduleTrigger):
+            events.Rule(
+                self,
+                cid(trigger.name, "Schedule"),
+                description=f"pushpipe schedule {trigger.name} -> {self.spec.name}",
+                schedule=_schedule(trigger),
+                targets=[
+                    targets.LambdaFunction(
+                        self.target,
+                        event=events.RuleTargetInput.from_object(trigger.payload),
+                        retry_attempts=SCHEDULE_RETRIES,
+                        max_event_age=Duration.hours(1),
+                        dead_letter_queue=self.failure_queue,
+                    )
+                ],
+            )
+        else:
+            raise TypeError(
+                f"no CDK mapping for trigger type {type(trigger).__name__} of {self.spec.name}"
+            )
+
+    def _need(self, items: dict, name: str, kind: str):
+        if name not in items:
+            raise KeyError(
+                f"{self.spec.name}: trigger names {kind} {name!r}, which is not declared"
+            )
+        return items[name]
+
+
+def _schedule(trigger: t.ScheduleTrigger) -> events.Schedule:
+    cron = getattr(trigger, "cron", None)
+    if cron:
+        return events.Schedule.expression(f"cron({cron})")
+    return events.Schedule.rate(Duration.minutes(trigger.rate_minutes))
+
+
+def _resource_env(name: str) -> str | None:
+    try:
+        return t.resource_env(name)
+    except KeyError:
+        return None
+
+
+def _logical_id(construct) -> str:
+    return Stack.of(construct).get_logical_id(construct.node.default_child)
