@@ -46,7 +46,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     with processor(records=records, handler=_parse, lambda_context=context):
         processed = processor.process()
     parsed = [
-        (result, raw.kinesis.sequence_number)
+        (result, raw["kinesis"]["sequenceNumber"])
         for status, result, raw in processed
         if status == "success"
     ]
