@@ -47,9 +47,9 @@ class TenantDirectory:
         self._load = load
 
     def _tenants(self) -> dict[str, TenantConfig]:
-        raw = self._load()
+        raw = self._load() or {}
         try:
-            tenants = raw["tenants"]
+            tenants = raw.get("tenants", {})  # an empty secret: no tenants yet
             return {name: TenantConfig.model_validate(cfg) for name, cfg in tenants.items()}
         except (KeyError, TypeError, AttributeError, ValidationError) as exc:
             raise ConfigurationError(f"tenant secret is malformed: {exc}") from exc

@@ -117,4 +117,60 @@ NAMED_QUERIES: tuple[NamedQuery, ...] = (
         "GROUP BY s.tenant, s.campaign, s.variant\n"
         "ORDER BY s.tenant, s.campaign, s.variant",
     ),
+    # The three below take parameters (``?``): Athena EXECUTE ... USING / ExecutionParameters,
+    # ``pushpipe query --param`` locally.
+    NamedQuery(
+        "campaign-funnel",
+        "One campaign's funnel per variant: recipients, outcomes, impressions, clicks, closes "
+        "(parameters: tenant, campaign)",
+        "WITH s AS (SELECT variant, notification, outcome FROM sends\n"
+        "           WHERE tenant = ? AND campaign = ?),\n"
+        "p AS (SELECT notification,\n"
+        "        max(CASE WHEN type = 'delivered' THEN 1 ELSE 0 END) AS delivered,\n"
+        "        max(CASE WHEN type = 'clicked' THEN 1 ELSE 0 END) AS clicked,\n"
+        "        max(CASE WHEN type = 'closed' THEN 1 ELSE 0 END) AS closed\n"
+        "      FROM pings GROUP BY notification)\n"
+        "SELECT s.variant, count(DISTINCT s.notification) AS recipients,\n"
+        "       count(DISTINCT CASE WHEN s.outcome = 'sent' THEN s.notification END) AS sent,\n"
+        "       count(DISTINCT CASE WHEN s.outcome = 'pruned' THEN s.notification END) AS pruned,\n"
+        "       count(DISTINCT CASE WHEN s.outcome = 'failed' THEN s.notification END) AS failed,\n"
+        "       count(DISTINCT CASE WHEN p.delivered = 1 THEN s.notification END) AS delivered,\n"
+        "       count(DISTINCT CASE WHEN p.clicked = 1 THEN s.notification END) AS clicked,\n"
+        "       count(DISTINCT CASE WHEN p.closed = 1 THEN s.notification END) AS closed\n"
+        "FROM s LEFT JOIN p ON p.notification = s.notification\n"
+        "GROUP BY s.variant\n"
+        "ORDER BY s.variant",
+    ),
+    NamedQuery(
+        "subscriber-history",
+        "Everything sent to one subscriber, with the exact payload and what the browser "
+        "reported back (parameters: tenant, subscriber)",
+        "SELECT s.ts, s.campaign, s.variant, s.notification, s.outcome, s.status, s.reason,\n"
+        "       s.payload,\n"
+        "       (SELECT min(p.ts) FROM pings p WHERE p.notification = s.notification\n"
+        "          AND p.type = 'delivered') AS delivered_at,\n"
+        "       (SELECT min(p.ts) FROM pings p WHERE p.notification = s.notification\n"
+        "          AND p.type = 'clicked') AS clicked_at\n"
+        "FROM sends s\n"
+        "WHERE s.tenant = ? AND s.subscriber = ?\n"
+        "ORDER BY s.ts",
+    ),
+    NamedQuery(
+        "orphan-pings",
+        "Pings whose notification was never sent: forged-but-signed, replayed from another "
+        "system, or a send record lost before the archive",
+        "SELECT p.ts, p.type, p.tenant, p.campaign, p.variant, p.notification, p.subscriber\n"
+        "FROM pings p\n"
+        "LEFT JOIN (SELECT DISTINCT notification FROM sends) s\n"
+        "  ON s.notification = p.notification\n"
+        "WHERE s.notification IS NULL\n"
+        "ORDER BY p.ts",
+    ),
 )
+
+
+def named_query(name: str) -> NamedQuery:
+    for query in NAMED_QUERIES:
+        if query.name == name:
+            return query
+    raise KeyError(f"no named query {name!r}; known: {[q.name for q in NAMED_QUERIES]}")
