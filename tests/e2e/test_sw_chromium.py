@@ -1,0 +1,168 @@
+"""sw.js in headless Chromium: a push delivered through the DevTools protocol is shown
+and its delivery ping reaches the local API (ping_handler, in-process with moto), which
+verifies it and puts it on the pings stream.
+
+Debian's chromium, driven by Playwright with ``executable_path``; skipped only if
+/usr/bin/chromium is absent (``apt-get install -y chromium``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from functools import partial
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+WEB = Path(__file__).resolve().parents[2] / "web"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"
+    ),
+]
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _serve(handler) -> tuple[ThreadingHTTPServer, str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _api_gateway(lambda_handler, seen: list):
+    """A tiny HTTP API gateway: each request becomes a payload v2 event for the handler."""
+    from pushpipe_local.pings_fixtures import FakeContext, http_event
+
+    class Gateway(BaseHTTPRequestHandler):
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode() if length else None
+            event = http_event(self.command, self.path, body, headers=dict(self.headers))
+            resp = lambda_handler(event, FakeContext())
+            seen.append((self.command, self.path, dict(self.headers), body, resp["statusCode"]))
+            self.send_response(int(resp["statusCode"]))
+            for k, v in (resp.get("headers") or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            if resp.get("body"):
+                self.wfile.write(resp["body"].encode())
+
+        do_POST = do_OPTIONS = do_GET = _handle
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return Gateway
+
+
+@pytest.fixture
+def local_api():
+    from moto import mock_aws
+
+    from pushpipe import ping_wiring
+    from pushpipe_local.pings_fixtures import provision, set_env
+
+    with mock_aws():
+        p = provision("e2e")
+        set_env(p)
+        ping_wiring.reset()
+        from functions.ping_handler.handler import handler
+
+        seen: list = []
+        server, url = _serve(_api_gateway(handler, seen))
+        yield p, url, seen
+        server.shutdown()
+        ping_wiring.reset()
+
+
+@pytest.fixture
+def shop():
+    server, url = _serve(partial(_Quiet, directory=str(WEB)))
+    yield url
+    server.shutdown()
+
+
+def test_a_push_delivered_by_cdp_is_shown_and_pinged(local_api, shop):
+    from playwright.sync_api import sync_playwright
+
+    from pushpipe_local.pings_fixtures import read_stream, token
+
+    p, api_url, seen = local_api
+    tok, nid = token(tenant="acme", campaign="spring", variant="b", subscriber="browser-1")
+    payload = {
+        "nid": nid,
+        "campaign": "spring",
+        "variant": "b",
+        "title": "Spring sale",
+        "body": "20% off today",
+        "url": f"{shop}/index.html?from=push",
+        "icon": None,
+        "ping": {"url": f"{api_url}/v1/pings", "token": tok},
+    }
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            context = browser.new_context()
+            context.grant_permissions(["notifications"], origin=shop)
+            page = context.new_page()
+            cdp = context.new_cdp_session(page)
+            registrations: list[dict] = []
+            cdp.on(
+                "ServiceWorker.workerRegistrationUpdated",
+                lambda e: registrations.extend(e["registrations"]),
+            )
+            cdp.send("ServiceWorker.enable")
+            page.goto(f"{shop}/index.html")
+            scope = page.evaluate(
+                """async () => {
+                    const r = await navigator.serviceWorker.register('sw.js');
+                    await navigator.serviceWorker.ready;
+                    return r.scope;
+                }"""
+            )
+            deadline = time.time() + 10
+            while not any(r["scopeURL"] == scope for r in registrations):
+                assert time.time() < deadline, f"no registration for {scope}: {registrations}"
+                page.wait_for_timeout(100)
+            reg_id = next(r["registrationId"] for r in registrations if r["scopeURL"] == scope)
+
+            cdp.send(
+                "ServiceWorker.deliverPushMessage",
+                {"origin": shop, "registrationId": reg_id, "data": json.dumps(payload)},
+            )
+            deadline = time.time() + 15
+            while not any(s[0] == "POST" and s[1] == "/v1/pings" for s in seen):
+                assert time.time() < deadline, f"no ping reached the API; saw {seen}"
+                page.wait_for_timeout(100)
+        finally:
+            browser.close()
+
+    _, _, headers, body, status = next(s for s in seen if s[0] == "POST")
+    assert status == 202
+    sent = json.loads(body)
+    assert sent["type"] == "delivered" and sent["token"] == tok
+    # a simple CORS request: text/plain, no preflight
+    assert headers.get("Content-Type", "").startswith("text/plain")
+    assert not any(s[0] == "OPTIONS" for s in seen)
+    [record] = [json.loads(r["Data"]) for r in read_stream(p.pings_stream)]
+    assert (record["type"], record["notification"], record["variant"]) == ("delivered", nid, "b")
