@@ -218,3 +218,50 @@ class FakeContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return int(self._deadline - time.time() * 1000)
+
+
+def serve_lambda(lambda_handler, seen: list | None = None):
+    """A tiny HTTP API gateway on 127.0.0.1 in a thread: each request becomes a payload
+    v2 event for ``lambda_handler``. Returns (server, base URL, seen requests); stop it
+    with ``server.shutdown()``."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = [] if seen is None else seen
+    # One invocation at a time, as in one Lambda container: Powertools' resolver keeps
+    # the current event on the app object and is not safe across threads.
+    container = threading.Lock()
+
+    class Gateway(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode() if length else None
+            path, _, query = self.path.partition("?")
+            from urllib.parse import parse_qsl
+
+            event = http_event(
+                self.command, path, body, headers=dict(self.headers), query=dict(parse_qsl(query))
+            )
+            with container:
+                resp = lambda_handler(event, FakeContext())
+            seen.append((self.command, path, dict(self.headers), body, int(resp["statusCode"])))
+            out = (resp.get("body") or "").encode()
+            self.send_response(int(resp["statusCode"]))
+            for k, v in (resp.get("headers") or {}).items():
+                if k.lower() != "content-length":
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        do_POST = do_OPTIONS = do_GET = do_DELETE = _handle
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}", seen

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from functools import partial
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -49,38 +49,12 @@ def _serve(handler) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def _api_gateway(lambda_handler, seen: list):
-    """A tiny HTTP API gateway: each request becomes a payload v2 event for the handler."""
-    from pushpipe_local.pings_fixtures import FakeContext, http_event
-
-    class Gateway(BaseHTTPRequestHandler):
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length).decode() if length else None
-            event = http_event(self.command, self.path, body, headers=dict(self.headers))
-            resp = lambda_handler(event, FakeContext())
-            seen.append((self.command, self.path, dict(self.headers), body, resp["statusCode"]))
-            self.send_response(int(resp["statusCode"]))
-            for k, v in (resp.get("headers") or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            if resp.get("body"):
-                self.wfile.write(resp["body"].encode())
-
-        do_POST = do_OPTIONS = do_GET = _handle
-
-        def log_message(self, *args) -> None:
-            pass
-
-    return Gateway
-
-
 @pytest.fixture
 def local_api():
     from moto import mock_aws
 
     from pushpipe import ping_wiring
-    from pushpipe_local.pings_fixtures import provision, set_env
+    from pushpipe_local.pings_fixtures import provision, serve_lambda, set_env
 
     with mock_aws():
         p = provision("e2e")
@@ -88,8 +62,7 @@ def local_api():
         ping_wiring.reset()
         from functions.ping_handler.handler import handler
 
-        seen: list = []
-        server, url = _serve(_api_gateway(handler, seen))
+        server, url, seen = serve_lambda(handler)
         yield p, url, seen
         server.shutdown()
         ping_wiring.reset()
