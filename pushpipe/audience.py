@@ -31,7 +31,8 @@ HEADER_MAX_BYTES = 64 * 1024
 FORMAT = "pushpipe.audience/v1"
 CONTROL = "control"
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# Subscriber ids are the tenant's own: any 1-128 printable characters.
+_SUBSCRIBER_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 # base64url of 65 bytes (an uncompressed P-256 point) and of 16 bytes, padded or not.
@@ -143,7 +144,7 @@ def check_recipient(index: int, raw: Any) -> Recipient | Malformed:
     if not isinstance(raw, dict):
         return Malformed(index, "recipient is not an object")
     rid = raw.get("id")
-    if not isinstance(rid, str) or not _ID.match(rid):
+    if not isinstance(rid, str) or not _SUBSCRIBER_ID.match(rid):
         return Malformed(index, "recipient id is missing or invalid")
     sub = raw.get("subscription")
     if not isinstance(sub, dict):

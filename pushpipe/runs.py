@@ -61,6 +61,17 @@ def _plain(item: Mapping[str, Any]) -> dict:
     return {k: int(v) if isinstance(v, Decimal) and v == int(v) else v for k, v in out.items()}
 
 
+def _assignments(fields: Mapping[str, Any], tag: str = "f") -> tuple[str, dict, dict]:
+    """``#f0 = :f0, ...`` with every attribute name aliased (DynamoDB reserves hundreds of
+    words, ``total``, ``position`` and ``key`` among them)."""
+    parts, names, values = [], {}, {}
+    for i, (name, value) in enumerate(fields.items()):
+        names[f"#{tag}{i}"] = name
+        values[f":{tag}{i}"] = value
+        parts.append(f"#{tag}{i} = :{tag}{i}")
+    return ", ".join(parts), names, values
+
+
 @dataclass(frozen=True)
 class Cursor:
     """What a chain invocation is handed: where to continue. The stored item is the
@@ -197,18 +208,16 @@ class RunStore:
         total: int = 0,
         malformed: int = 0,
     ) -> None:
-        names = {"#s": "state", "#r": "reason"}
-        values: dict[str, Any] = {
-            ":s": REJECTED,
-            ":r": reason[:1000],
-            ":u": int(self.clock() * 1000),
-            ":t": total,
-            ":m": malformed,
+        fields: dict[str, Any] = {
+            "state": REJECTED,
+            "reason": reason[:1000],
+            "updated_at": int(self.clock() * 1000),
+            "total": total,
+            "malformed": malformed,
         }
-        sets = "#s = :s, #r = :r, updated_at = :u, total = :t, malformed = :m"
         if campaign:
-            sets += ", campaign = :c, tenant = :tn"
-            values |= {":c": campaign, ":tn": tenant or ""}
+            fields |= {"campaign": campaign, "tenant": tenant or ""}
+        sets, names, values = _assignments(fields)
         self._call(
             "update_item",
             TableName=self.table,
@@ -252,7 +261,7 @@ class RunStore:
                             "etag": cursor_base.etag,
                             "position": chain,
                             "epoch": 0,
-                            "lease_until": 0,
+                            "lease_until": now,
                             "state": RUNNING,
                             "assigned": assigned,
                             "active": "1",
@@ -265,25 +274,25 @@ class RunStore:
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise StoreError("PutItem", exc.response["Error"]["Code"], str(exc)) from exc
+        sets, names, values = _assignments(
+            {
+                "state": RUNNING,
+                "campaign": campaign,
+                "tenant": tenant,
+                "header": header_json,
+                "chains": chains,
+                "total": total,
+                "malformed": malformed,
+                "updated_at": now,
+            }
+        )
         self._call(
             "update_item",
             TableName=self.table,
             Key=self._run_key(run_id),
-            UpdateExpression="SET #s = :s, campaign = :c, tenant = :t, header = :h, chains = :n,"
-            " total = :tot, malformed = :m, updated_at = :u",
-            ExpressionAttributeNames={"#s": "state"},
-            ExpressionAttributeValues=_item(
-                {
-                    ":s": RUNNING,
-                    ":c": campaign,
-                    ":t": tenant,
-                    ":h": header_json,
-                    ":n": chains,
-                    ":tot": total,
-                    ":m": malformed,
-                    ":u": now,
-                }
-            ),
+            UpdateExpression=f"SET {sets}",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_item(values),
         )
         self._index_campaign(campaign, run_id)
 
@@ -428,33 +437,32 @@ class RunStore:
         ``extra_items`` are further TransactWriteItems entries (campaign counters) that
         must commit together with the cursor, exactly once.
         """
-        sets = ["position = :p"]
-        values: dict[str, Any] = {":p": new_position, ":e": state.epoch, ":run": RUNNING}
-        adds = []
-        for i, (k, v) in enumerate(sorted(counts.items())):
-            if v:
-                adds.append(f"{k} :c{i}")
-                values[f":c{i}"] = v
-        removes = []
+        fields: dict[str, Any] = {"position": new_position}
         if done:
-            sets.append("#s = :done")
-            values[":done"] = DONE
-            removes.append("active")
+            fields["state"] = DONE
         if release or done:
-            sets.append("lease_until = :zero")
-            values[":zero"] = 0
-        expr = "SET " + ", ".join(sets)
+            # a released lease is free at once; its time tells the sweeper how long the
+            # hand-off has been waiting for its invocation
+            fields["lease_until"] = int(self.clock() * 1000)
+        sets, names, values = _assignments(fields)
+        expr = f"SET {sets}"
+        adds = [(k, v) for k, v in sorted(counts.items()) if v]
         if adds:
-            expr += " ADD " + ", ".join(adds)
-        if removes:
-            expr += " REMOVE " + ", ".join(removes)
+            expr += " ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(adds)))
+            names |= {f"#c{i}": k for i, (k, _) in enumerate(adds)}
+            values |= {f":c{i}": v for i, (_, v) in enumerate(adds)}
+        if done:
+            expr += " REMOVE #active"
+            names["#active"] = "active"
+        names |= {"#epoch": "epoch", "#state": "state"}
+        values |= {":epoch": state.epoch, ":running": RUNNING}
         update = {
             "Update": {
                 "TableName": self.table,
                 "Key": self._run_key(run_id, self._chain_sk(state.chain)),
                 "UpdateExpression": expr,
-                "ConditionExpression": "epoch = :e AND #s = :run",
-                "ExpressionAttributeNames": {"#s": "state"},
+                "ConditionExpression": "#epoch = :epoch AND #state = :running",
+                "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": _item(values),
             }
         }
@@ -492,9 +500,10 @@ class RunStore:
             ),
         )
 
-    def stalled_chains(self, index: str = "active") -> list[Cursor]:
-        """Running chains whose lease has lapsed: their invocation died."""
-        now = int(self.clock() * 1000)
+    def stalled_chains(self, grace_ms: int, index: str = "active") -> list[Cursor]:
+        """Running chains whose lease lapsed more than ``grace_ms`` ago: their invocation
+        died, or the hand-off to the next one was lost."""
+        now = int(self.clock() * 1000) - grace_ms
         out: list[Cursor] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,

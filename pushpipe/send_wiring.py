@@ -26,6 +26,7 @@ def send_config() -> SendConfig:
         min_remaining_ms=s.min_remaining_ms,
         dry_run=s.dry_run,
         audience_prefix=s.audience_prefix,
+        sweep_grace_ms=s.sweep_grace_ms,
     )
 
 

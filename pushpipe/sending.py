@@ -35,9 +35,15 @@ AUDIENCE_CHANGED = "audience file changed"
 
 
 class Sender(Protocol):
-    def send(self, messages: Sequence[PushMessage], dry_run: bool = False) -> list[SendResult]:
+    def send(
+        self,
+        messages: Sequence[PushMessage],
+        *,
+        dry_run: bool | None = None,
+        budget_s: float | None = None,
+    ) -> list[SendResult]:
         """Deliver (or, in a dry run, do every step but the final POST, except for
-        allow-listed recipients) and classify each outcome."""
+        allow-listed recipients) within ``budget_s`` seconds, classifying each outcome."""
         ...
 
 
@@ -51,6 +57,7 @@ class SendConfig:
     min_remaining_ms: int = 60_000
     dry_run: bool = False
     audience_prefix: str = "audiences/"
+    sweep_grace_ms: int = 60_000
 
 
 @dataclass
@@ -466,9 +473,12 @@ def _run_owned_chain(
 # ---------------------------------------------------------------------------------------
 # Sweeper
 # ---------------------------------------------------------------------------------------
-def sweep(ports: SendPorts) -> list[Cursor]:
-    """Re-invoke every running chain whose owner died (lease lapsed, no hand-off)."""
-    stalled = ports.runs.stalled_chains()
+def sweep(ports: SendPorts, config: SendConfig) -> list[Cursor]:
+    """Re-invoke every running chain whose owner died (lease lapsed, no hand-off).
+
+    A chain whose hand-off is merely slow gets a second invocation; the lease lets only
+    one of the two run it."""
+    stalled = ports.runs.stalled_chains(config.sweep_grace_ms)
     for cursor in stalled:
         logger.warning("resuming a stalled chain", extra=cursor.__dict__)
         ports.invoker.invoke(cursor.to_event())

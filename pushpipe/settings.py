@@ -31,6 +31,7 @@ class SendSettings(BaseModel):
     dry_run: bool = False
     allow_list: frozenset[str] = frozenset()
     ping_url: str = Field(pattern=r"^https?://")
+    sweep_grace_ms: int = Field(default=60_000, ge=0)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -55,6 +56,7 @@ def send_settings() -> SendSettings:
         "signing_secret": _env(t.ENV_SIGNING_SECRET),
         "dry_run": (_env(t.ENV_DRY_RUN, "false") or "").lower() in ("1", "true", "yes"),
         "ping_url": _env(t.ENV_PING_URL),
+        "sweep_grace_ms": _env(t.ENV_SWEEP_GRACE_MS, "60000"),
         "allow_list": frozenset(
             x.strip() for x in (_env(t.ENV_ALLOW_LIST, "") or "").split(",") if x.strip()
         ),

@@ -69,7 +69,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict:
         metrics.add_metric(name="Sent", unit="Count", value=result.sent_in_invocation)
         return result.__dict__
     if action == "sweep":
-        resumed = sweep(send_ports())
+        resumed = sweep(send_ports(), send_config())
         metrics.add_metric(name="ChainsResumed", unit="Count", value=len(resumed))
         return {"resumed": [c.__dict__ for c in resumed]}
     if "Records" in event:
