@@ -3,13 +3,14 @@
 Per message the floor is one ephemeral ECDH key and one key agreement (RFC 8291
 demands a fresh sender key per message); everything else is kept off the hot path:
 
-- one long-lived ``aiohttp.ClientSession`` with keep-alive connections, bounded
-  by a semaphore (``concurrency``) so a batch is a window of requests in flight;
+- one long-lived ``aiohttp.ClientSession`` with keep-alive connections, and a pool
+  of ``concurrency`` workers per batch, so a batch is a window of requests in flight;
 - one VAPID JWT per push-service origin (``VapidSigner``), not one per message;
 - pywebpush's ``WebPusher.encode`` (http_ece, aes128gcm) on a pusher whose keys
   are set per message, instead of building a ``WebPusher`` (which deep-copies the
   subscription) and going through its generic ``send_async``;
-- retries sleep outside the semaphore, so a 429 never holds up the rest of the batch.
+- a message to retry waits on a timer, not in a worker, so a 429 never holds up
+  the rest of the batch.
 
 Lambda handlers are synchronous: ``send()`` runs the batch on an event loop owned
 by the sender, which (with its session and connections) survives warm invocations.
@@ -22,11 +23,14 @@ import base64
 import binascii
 import random
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.payload import BytesPayload
 from pywebpush import WebPusher
+from yarl import URL
 
 from pushpipe.push.models import (
     MAX_PLAINTEXT,
@@ -61,8 +65,9 @@ class _Invalid(Exception):
 @dataclass(slots=True)
 class _Prepared:
     message: PushMessage
+    url: URL
     origin: str
-    body: bytes
+    body: BytesPayload
     headers: dict[str, str]
 
 
@@ -174,15 +179,16 @@ class WebPushSender:
         ask for a dry run while the function sends for real)."""
         if not messages:
             return []
-        session = self._session_for(asyncio.get_running_loop())
-        deadline = None if budget_s is None else time.monotonic() + budget_s
-        dry = self.dry_run if dry_run is None else dry_run
-        semaphore = asyncio.Semaphore(self.concurrency)
-        return list(
-            await asyncio.gather(
-                *(self._send_one(session, semaphore, m, deadline, dry) for m in messages)
-            )
+        loop = asyncio.get_running_loop()
+        batch = _Batch(
+            sender=self,
+            session=self._session_for(loop),
+            loop=loop,
+            messages=messages,
+            dry_run=self.dry_run if dry_run is None else dry_run,
+            deadline=None if budget_s is None else time.monotonic() + budget_s,
         )
+        return await batch.run()
 
     def close(self) -> None:
         """Close the session, its connections and the sender's own loop."""
@@ -242,7 +248,6 @@ class WebPushSender:
             timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
-            headers={"User-Agent": USER_AGENT},
         )
         self._session_loop = loop
         return self._session
@@ -282,6 +287,7 @@ class WebPushSender:
             raise _Invalid(f"invalid subscription keys: auth must be 16 bytes, got {len(auth)}")
         origin = self._origin(message.endpoint)
         headers = {
+            "User-Agent": USER_AGENT,
             "Authorization": self._authorization(origin),
             "Content-Encoding": CONTENT_ENCODING,
             "TTL": str(self._ttl(message.ttl)),
@@ -295,7 +301,9 @@ class WebPushSender:
             body = pusher.encode(payload, CONTENT_ENCODING)["body"]
         except ValueError as exc:  # p256dh is not a point on the curve
             raise _Invalid(f"invalid subscription keys: p256dh rejected: {exc}") from None
-        return _Prepared(message, origin, body, headers)
+        return _Prepared(
+            message, URL(message.endpoint, encoded=True), origin, BytesPayload(body), headers
+        )
 
     def _authorization(self, origin: str) -> str:
         try:
@@ -323,58 +331,6 @@ class WebPushSender:
             )
         return topic
 
-    async def _send_one(
-        self,
-        session: aiohttp.ClientSession,
-        semaphore: asyncio.Semaphore,
-        message: PushMessage,
-        deadline: float | None,
-        dry_run: bool = False,
-    ) -> SendResult:
-        rid = message.recipient_id
-        live = not dry_run or rid in self.allow_list
-        if not live:
-            try:
-                self._prepare(message)
-            except _Invalid as exc:
-                return SendResult(rid, Outcome.FAILED, None, str(exc), attempts=0)
-            return SendResult(rid, Outcome.SKIPPED, None, "dry run", attempts=0)
-
-        prepared: _Prepared | None = None
-        attempts = 0
-        waited = 0.0
-        while True:
-            async with semaphore:
-                if prepared is None:  # encrypt inside the window: the pipeline keeps flowing
-                    try:
-                        prepared = self._prepare(message)
-                    except _Invalid as exc:
-                        return SendResult(rid, Outcome.FAILED, None, str(exc), attempts=0)
-                else:  # a retry: same ciphertext, a token valid now
-                    prepared.headers["Authorization"] = self._authorization(prepared.origin)
-                attempts += 1
-                verdict = await self._post(session, prepared, deadline)
-            disposition = verdict.disposition
-            if disposition is Disposition.SENT:
-                return SendResult(rid, Outcome.SENT, verdict.status, None, attempts)
-            if disposition is Disposition.PRUNED:
-                return SendResult(rid, Outcome.PRUNED, verdict.status, verdict.reason, attempts)
-            if disposition is Disposition.FAILED:
-                return SendResult(rid, Outcome.FAILED, verdict.status, verdict.reason, attempts)
-            delay = retry_delay(self.retry, attempts, verdict, waited, self._rng)
-            if (
-                not isinstance(delay, GiveUp)
-                and deadline is not None
-                and time.monotonic() + delay >= deadline
-            ):
-                delay = GiveUp(
-                    f"out of time for the batch after {attempts} attempts: {verdict.reason}"
-                )
-            if isinstance(delay, GiveUp):
-                return SendResult(rid, Outcome.FAILED, verdict.status, delay.reason, attempts)
-            waited += delay
-            await asyncio.sleep(delay)
-
     async def _post(
         self, session: aiohttp.ClientSession, prepared: _Prepared, deadline: float | None
     ) -> Verdict:
@@ -388,7 +344,7 @@ class WebPushSender:
         self.requests += 1
         try:
             async with session.post(
-                prepared.message.endpoint,
+                prepared.url,
                 data=prepared.body,
                 headers=prepared.headers,
                 allow_redirects=False,  # a push resource does not move; a 3xx is a failure
@@ -406,3 +362,132 @@ class WebPushSender:
                 )
         except Exception as exc:  # every transport failure becomes a verdict
             return classify_exception(exc)
+
+
+@dataclass(slots=True)
+class _Job:
+    index: int
+    message: PushMessage
+    prepared: _Prepared | None = None
+    attempts: int = 0
+    waited_s: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+
+
+class _Batch:
+    """One batch on a pool of ``concurrency`` workers.
+
+    A worker takes the next message, encrypts it (so encryption overlaps the requests
+    of the other workers) and posts it. A message to retry is parked on a timer and
+    its worker moves on; when the timer fires the message goes back to the queue.
+    Workers wait only when nothing is ready and something is parked, and all leave
+    once nothing is ready and nothing is parked.
+    """
+
+    def __init__(
+        self,
+        sender: WebPushSender,
+        session: aiohttp.ClientSession,
+        loop: asyncio.AbstractEventLoop,
+        messages: Sequence[PushMessage],
+        dry_run: bool,
+        deadline: float | None,
+    ) -> None:
+        self.sender = sender
+        self.session = session
+        self.loop = loop
+        self.dry_run = dry_run
+        self.deadline = deadline
+        self.results: list[SendResult | None] = [None] * len(messages)
+        self.ready: deque[_Job] = deque(_Job(i, m) for i, m in enumerate(messages))
+        self.parked: set[asyncio.TimerHandle] = set()
+        self.idle: list[asyncio.Future[None]] = []
+
+    async def run(self) -> list[SendResult]:
+        workers = min(self.sender.concurrency, len(self.results))
+        try:
+            await asyncio.gather(*(self._worker() for _ in range(workers)))
+        finally:
+            for handle in self.parked:
+                handle.cancel()
+        return self.results  # type: ignore[return-value]  # every slot is filled
+
+    async def _worker(self) -> None:
+        ready = self.ready
+        while True:
+            if ready:
+                await self._attempt(ready.popleft())
+            elif self.parked:
+                waiter = self.loop.create_future()
+                self.idle.append(waiter)
+                await waiter
+            else:
+                for waiter in self.idle:  # nothing left anywhere: let the others go too
+                    if not waiter.done():
+                        waiter.set_result(None)
+                self.idle.clear()
+                return
+
+    def _unpark(self, job: _Job) -> None:
+        self.parked.discard(job.timer)  # type: ignore[arg-type]
+        self.ready.append(job)
+        while self.idle:
+            waiter = self.idle.pop()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+    async def _attempt(self, job: _Job) -> None:
+        sender = self.sender
+        message = job.message
+        rid = message.recipient_id
+        if job.prepared is None:
+            try:
+                job.prepared = sender._prepare(message)
+            except _Invalid as exc:
+                self.results[job.index] = SendResult(rid, Outcome.FAILED, None, str(exc), 0)
+                return
+            if self.dry_run and rid not in sender.allow_list:
+                self.results[job.index] = SendResult(rid, Outcome.SKIPPED, None, "dry run", 0)
+                return
+        else:  # a retry: same ciphertext, a token valid now
+            try:
+                job.prepared.headers["Authorization"] = sender._authorization(job.prepared.origin)
+            except _Invalid as exc:
+                self.results[job.index] = SendResult(
+                    rid, Outcome.FAILED, None, str(exc), job.attempts
+                )
+                return
+        job.attempts += 1
+        verdict = await sender._post(self.session, job.prepared, self.deadline)
+        disposition = verdict.disposition
+        if disposition is not Disposition.RETRY:
+            outcome = _OUTCOMES[disposition]
+            self.results[job.index] = SendResult(
+                rid, outcome, verdict.status, verdict.reason, job.attempts
+            )
+            return
+        delay = retry_delay(sender.retry, job.attempts, verdict, job.waited_s, sender._rng)
+        if (
+            not isinstance(delay, GiveUp)
+            and self.deadline is not None
+            and time.monotonic() + delay >= self.deadline
+        ):
+            delay = GiveUp(
+                f"out of time for the batch after {job.attempts} attempts: {verdict.reason}"
+            )
+        if isinstance(delay, GiveUp):
+            self.results[job.index] = SendResult(
+                rid, Outcome.FAILED, verdict.status, delay.reason, job.attempts
+            )
+            return
+        job.waited_s += delay
+        job.timer = self.loop.call_later(delay, self._unpark, job)
+        self.parked.add(job.timer)
+
+
+_OUTCOMES = {
+    Disposition.SENT: Outcome.SENT,
+    Disposition.PRUNED: Outcome.PRUNED,
+    Disposition.FAILED: Outcome.FAILED,
+}

@@ -418,6 +418,37 @@ def test_budget_stops_retrying_when_the_batch_is_out_of_time(push, make_sender) 
     assert len(push.requests_to("tight")) == 1
 
 
+def test_a_mixed_batch_gets_one_verdict_per_message(push, make_sender) -> None:
+    push.scripts.update(
+        {
+            "m-gone": [Reply(410)],
+            "m-flaky": [Reply(503), Reply(429, {"Retry-After": "0"})],
+            "m-bad": [Reply(400, body="bad header")],
+        }
+    )
+    for i in range(12):
+        push.scripts[f"m-retry{i}"] = [Reply(502)]
+    msgs = [
+        message(push, "m-ok"),
+        message(push, "m-gone"),
+        message(push, "m-flaky"),
+        message(push, "m-bad"),
+        message(push, "m-big", b"x" * 4000),
+        *(message(push, f"m-retry{i}") for i in range(12)),
+    ]
+    results = make_sender(concurrency=4).send(msgs)
+    summary = [(r.recipient_id, r.outcome, r.attempts) for r in results[:5]]
+    assert summary == [
+        ("r-m-ok", Outcome.SENT, 1),
+        ("r-m-gone", Outcome.PRUNED, 1),
+        ("r-m-flaky", Outcome.SENT, 3),
+        ("r-m-bad", Outcome.FAILED, 1),
+        ("r-m-big", Outcome.FAILED, 0),
+    ]
+    assert all((r.outcome, r.attempts) == (Outcome.SENT, 2) for r in results[5:])
+    assert len(push.received) == 1 + 1 + 3 + 1 + 24
+
+
 # ------------------------------------------------------------------ bad input
 
 
