@@ -12,6 +12,7 @@ Retry-After header (or the exception a request raised) and acts on the verdict.
 
 from __future__ import annotations
 
+import errno
 import math
 import random
 import time
@@ -42,6 +43,9 @@ class Verdict:
     status: int | None = None  # None for a transport error
     reason: str | None = None
     retry_after_s: float | None = None  # only for RETRY, when the service said when
+    # A connection the peer dropped (typically a keep-alive connection gone stale while
+    # a Lambda container was frozen): the first retry goes out at once on a new one.
+    retry_now: bool = False
 
     @property
     def retryable(self) -> bool:
@@ -160,7 +164,12 @@ def classify_exception(exc: BaseException) -> Verdict:
         return Verdict(Disposition.FAILED, None, f"invalid endpoint URL: {exc}")
     if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | OSError):
         detail = str(exc) or type(exc).__name__
-        return Verdict(Disposition.RETRY, None, f"connection error: {_excerpt(detail)}")
+        dropped = isinstance(exc, aiohttp.ServerDisconnectedError) or (
+            isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE)
+        )
+        return Verdict(
+            Disposition.RETRY, None, f"connection error: {_excerpt(detail)}", retry_now=dropped
+        )
     detail = str(exc) or type(exc).__name__
     return Verdict(Disposition.FAILED, None, f"{type(exc).__name__}: {_excerpt(detail)}")
 
@@ -180,6 +189,8 @@ def retry_delay(
     last = verdict.reason or "retryable failure"
     if attempts_done >= policy.max_attempts:
         return GiveUp(f"retries exhausted after {attempts_done} attempts: {last}")
+    if verdict.retry_now and attempts_done == 1:
+        return 0.0
     rand = (rng or random).random()
     if verdict.retry_after_s is not None:
         asked = verdict.retry_after_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import random
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -122,7 +123,11 @@ def test_retry_after_date_in_the_past_means_now() -> None:
 
 
 def test_timeouts_are_retryable() -> None:
-    for exc in (TimeoutError(), TimeoutError(), aiohttp.ServerTimeoutError("read")):
+    for exc in (
+        TimeoutError(),
+        aiohttp.ServerTimeoutError("read"),
+        aiohttp.ConnectionTimeoutError(),
+    ):
         verdict = classify_exception(exc)
         assert verdict.disposition is Disposition.RETRY
         assert verdict.status is None
@@ -139,6 +144,22 @@ def test_connection_errors_are_retryable() -> None:
         verdict = classify_exception(exc)
         assert verdict.disposition is Disposition.RETRY, exc
         assert verdict.reason is not None and verdict.reason.startswith("connection error")
+
+
+def test_a_dropped_connection_is_retried_at_once_then_with_backoff() -> None:
+    policy = RetryPolicy(max_attempts=4, base_delay_s=0.5, jitter=0)
+    for exc in (
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer"),
+        BrokenPipeError(errno.EPIPE, "Broken pipe"),
+    ):
+        verdict = classify_exception(exc)
+        assert verdict.retry_now, exc
+        assert retry_delay(policy, 1, verdict) == 0.0
+        assert retry_delay(policy, 2, verdict) == 1.0
+    refused = classify_exception(aiohttp.ClientOSError(errno.ECONNREFUSED, "refused"))
+    assert not refused.retry_now
+    assert retry_delay(policy, 1, refused) == 0.5
 
 
 def test_unusable_url_and_unknown_errors_fail_with_their_name() -> None:

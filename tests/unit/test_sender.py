@@ -83,6 +83,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: str = ""
     delay_s: float = 0.0
+    drop: bool = False  # close the connection instead of answering
 
 
 class PushService:
@@ -129,6 +130,9 @@ class PushService:
         reply = script.pop(0) if script else Reply()
         await asyncio.sleep(reply.delay_s or self.delay_s)
         record.answered_at = time.monotonic()
+        if reply.drop and request.transport is not None:
+            request.transport.close()  # what a stale keep-alive connection looks like
+            raise web.HTTPInternalServerError()  # never reaches the client
         return web.Response(status=reply.status, headers=reply.headers, text=reply.body)
 
     def endpoint(self, sid: str) -> str:
@@ -394,6 +398,16 @@ def test_timeouts_exhaust_into_a_failure(push, make_sender) -> None:
     assert result.status is None
     assert result.attempts == 3
     assert result.reason is not None and "timeout" in result.reason
+
+
+def test_a_dropped_connection_is_retried_at_once(push, make_sender) -> None:
+    push.scripts["stale"] = [Reply(drop=True)]
+    slow_backoff = RetryPolicy(max_attempts=3, base_delay_s=2, max_total_wait_s=10)
+    [result] = make_sender(retry=slow_backoff).send([message(push, "stale", b"hello")])
+    assert (result.outcome, result.attempts) == (Outcome.SENT, 2)
+    first, second = push.requests_to("stale")
+    assert second.at - first.at < 1  # not the 2 s backoff
+    assert second.plaintext == b"hello"
 
 
 def test_connection_refused_is_retried_then_fails(push, make_sender) -> None:
