@@ -28,11 +28,11 @@ from pushpipe.observability import NAMESPACE, SERVICE
 
 # EMF metric names the alarms read; the functions emit them with Powertools
 # (``metrics.add_metric(name=..., unit="Count", ...)``, no extra dimensions).
-METRIC_SENT = "Sent"
-METRIC_SEND_FAILED = "SendFailed"
-METRIC_PING_ACCEPTED = "PingAccepted"
-METRIC_PING_REJECTED = "PingRejected"
-ALARMED_METRICS = (METRIC_SENT, METRIC_SEND_FAILED, METRIC_PING_ACCEPTED, METRIC_PING_REJECTED)
+SENDS_OK = ("Sent",)
+SENDS_FAILED = ("SendFailed",)
+PINGS_OK = ("PingsAccepted",)
+PINGS_REJECTED = ("PingsRejectedForged", "PingsRejectedExpired")
+ALARMED_METRICS = (*SENDS_OK, *SENDS_FAILED, *PINGS_OK, *PINGS_REJECTED)
 
 PERIOD = Duration.minutes(5)
 FUNCTION_ERRORS = 5  # per 5 minutes
@@ -52,11 +52,15 @@ def emf(name: str, statistic: str = "Sum", period: Duration = PERIOD) -> cloudwa
     )
 
 
-def rate(numerator: str, other: str, label: str) -> cloudwatch.MathExpression:
-    """100 * n / (n + other) while there are at least MIN_SAMPLE events, else 0."""
+def rate(bad: tuple[str, ...], good: tuple[str, ...], label: str) -> cloudwatch.MathExpression:
+    """100 * bad / (bad + good) once there are MIN_SAMPLE events in the period, else 0."""
+    using = {f"b{i}": emf(name) for i, name in enumerate(bad)}
+    using.update({f"g{i}": emf(name) for i, name in enumerate(good)})
+    b = " + ".join(f"FILL(b{i}, 0)" for i in range(len(bad)))
+    g = " + ".join(f"FILL(g{i}, 0)" for i in range(len(good)))
     return cloudwatch.MathExpression(
-        expression=f"IF((n + o) >= {MIN_SAMPLE}, 100 * n / (n + o), 0)",
-        using_metrics={"n": emf(numerator), "o": emf(other)},
+        expression=f"IF(({b}) + ({g}) >= {MIN_SAMPLE}, 100 * ({b}) / (({b}) + ({g})), 0)",
+        using_metrics=using,
         label=label,
         period=PERIOD,
     )
@@ -85,14 +89,14 @@ class Monitoring(Construct):
             self._build_function_alarms(fn)
         self.send_failure_alarm = self._alarm(
             "SendFailureRate",
-            rate(METRIC_SEND_FAILED, METRIC_SENT, "send failure %"),
+            rate(SENDS_FAILED, SENDS_OK, "send failure %"),
             SEND_FAILURE_RATE_PCT,
             f"More than {SEND_FAILURE_RATE_PCT}% of push sends failed (400/403/413 or retries "
             "exhausted) over 5 minutes",
         )
         self.ping_rejection_alarm = self._alarm(
             "PingRejectionRate",
-            rate(METRIC_PING_REJECTED, METRIC_PING_ACCEPTED, "ping rejection %"),
+            rate(PINGS_REJECTED, PINGS_OK, "ping rejection %"),
             PING_REJECTION_RATE_PCT,
             f"More than {PING_REJECTION_RATE_PCT}% of pings rejected (forged, expired or "
             "malformed tokens) over 5 minutes",
@@ -187,14 +191,14 @@ class Monitoring(Construct):
         board.add_widgets(
             cloudwatch.GraphWidget(
                 title="Pushes sent / failed",
-                left=[emf(METRIC_SENT), emf(METRIC_SEND_FAILED)],
-                right=[rate(METRIC_SEND_FAILED, METRIC_SENT, "failure %")],
+                left=[emf(n) for n in (*SENDS_OK, *SENDS_FAILED)],
+                right=[rate(SENDS_FAILED, SENDS_OK, "failure %")],
                 width=12,
             ),
             cloudwatch.GraphWidget(
                 title="Pings accepted / rejected",
-                left=[emf(METRIC_PING_ACCEPTED), emf(METRIC_PING_REJECTED)],
-                right=[rate(METRIC_PING_REJECTED, METRIC_PING_ACCEPTED, "rejection %")],
+                left=[emf(n) for n in (*PINGS_OK, *PINGS_REJECTED)],
+                right=[rate(PINGS_REJECTED, PINGS_OK, "rejection %")],
                 width=12,
             ),
         )

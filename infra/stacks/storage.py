@@ -59,15 +59,21 @@ def secure_queue(scope: Construct, cid: str, **kwargs) -> sqs.Queue:
     )
 
 
-def failure_queue(scope: Construct, cid: str) -> sqs.Queue:
-    """A dead-letter / on-failure destination queue: kept 14 days, alarmed when non-empty."""
+def failure_queue(scope: Construct, cid: str, *, redrive_target: bool = False) -> sqs.Queue:
+    """A dead-letter / on-failure destination queue: kept 14 days, alarmed when non-empty.
+
+    cdk-nag recognises a queue named in another queue's redrive policy as a DLQ; a Lambda
+    on-failure destination it does not, hence the acknowledgement there.
+    """
     queue = secure_queue(scope, cid, retention_period=DLQ_RETENTION)
-    acknowledge(
-        queue,
-        "AwsSolutions-SQS3",
-        "This queue is itself a dead-letter / on-failure destination; messages that land "
-        "here are inspected and redriven by an operator, a second DLQ would add nothing.",
-    )
+    if not redrive_target:
+        acknowledge(
+            queue,
+            "AwsSolutions-SQS3",
+            "This queue is a Lambda on-failure destination (a dead-letter queue in all but "
+            "name); messages here are inspected and redriven by an operator, a second DLQ "
+            "would add nothing.",
+        )
     return queue
 
 
@@ -93,13 +99,7 @@ class Storage(Construct):
 
     def _build_access_log_bucket(self) -> s3.Bucket:
         bucket = secure_bucket(self, "AccessLogs", access_logs=None, expire_days=ACCESS_LOG_DAYS)
-        acknowledge(
-            bucket,
-            "AwsSolutions-S1",
-            "This bucket is the server access log destination of the other buckets; "
-            "logging it into itself would create a feedback loop.",
-        )
-        return bucket
+        return bucket  # cdk-nag knows a log destination needs no access logs of its own
 
     def _build_bucket(self, spec: t.Bucket) -> None:
         self.buckets[spec.name] = secure_bucket(
@@ -142,7 +142,7 @@ class Storage(Construct):
     def _build_queue(self, spec: t.Queue) -> None:
         dlq = None
         if spec.dlq:
-            dead = failure_queue(self, cid(spec.name, "Dlq"))
+            dead = failure_queue(self, cid(spec.name, "Dlq"), redrive_target=True)
             self.dead_letter_queues.append((f"{spec.name} DLQ", dead))
             dlq = sqs.DeadLetterQueue(queue=dead, max_receive_count=spec.max_receive_count)
         queue = secure_queue(
