@@ -55,6 +55,7 @@ CONTENT_ENCODING = "aes128gcm"
 USER_AGENT = "pushpipe"
 MAX_TOPIC_CHARS = 32  # RFC 8030 section 5.4
 _B64URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_TO_STANDARD_B64 = str.maketrans("-_", "+/")
 _ERROR_BODY_BYTES = 1024  # of a push service's error answer, kept for the reason
 
 
@@ -64,7 +65,6 @@ class _Invalid(Exception):
 
 @dataclass(slots=True)
 class _Prepared:
-    message: PushMessage
     url: URL
     origin: str
     body: BytesPayload
@@ -74,11 +74,10 @@ class _Prepared:
 def _b64url_decode(value: str, what: str) -> bytes:
     if not isinstance(value, str) or not value:
         raise _Invalid(f"invalid subscription keys: {what} is missing")
+    # base64url without padding (RFC 8291); plain base64 from a careless client works too.
+    text = value.strip().rstrip("=").translate(_TO_STANDARD_B64)
     try:
-        text = value.strip().rstrip("=")
-        if "+" in text or "/" in text:  # plain base64 from a careless client
-            text = text.replace("+", "-").replace("/", "_")
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise _Invalid(f"invalid subscription keys: {what} is not base64url") from None
 
@@ -301,9 +300,7 @@ class WebPushSender:
             body = pusher.encode(payload, CONTENT_ENCODING)["body"]
         except ValueError as exc:  # p256dh is not a point on the curve
             raise _Invalid(f"invalid subscription keys: p256dh rejected: {exc}") from None
-        return _Prepared(
-            message, URL(message.endpoint, encoded=True), origin, BytesPayload(body), headers
-        )
+        return _Prepared(URL(message.endpoint, encoded=True), origin, BytesPayload(body), headers)
 
     def _authorization(self, origin: str) -> str:
         try:

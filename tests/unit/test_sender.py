@@ -487,6 +487,12 @@ def _bad_point() -> str:
     [
         ("p256dh", "", "p256dh is missing"),
         ("p256dh", "%%%not-base64%%%", "p256dh is not base64url"),
+        (
+            "p256dh",
+            "BAD key with spaces and 65 bytes worth of text to look long enough!!!",
+            "p256dh is not base64url",
+        ),
+        ("auth", "ab$cdefghijklmnopqrstu", "auth is not base64url"),
         ("p256dh", b64url(b"\x04" * 33), "uncompressed P-256 point"),
         ("p256dh", _bad_point(), "p256dh rejected"),
         ("auth", b64url(b"short"), "auth must be 16 bytes"),
