@@ -36,6 +36,12 @@ ENV_SIGNING_SECRET = "SIGNING_SECRET_NAME"
 ENV_DRY_RUN = "SEND_DRY_RUN"
 ENV_ALLOW_LIST = "SEND_ALLOW_LIST"
 ENV_PING_URL = "PING_URL"  # where service workers post pings: <HTTP API base>/v1/pings
+# SES: sender address and configuration set of the identity a function ``uses``, and
+# the approvers (a function that needs them declares the key in ``settings`` with a local
+# default; the deployed value comes from the deploy parameter pushpipe:approverEmails).
+ENV_MAIL_FROM = "MAIL_FROM"
+ENV_MAIL_CONFIGURATION_SET = "MAIL_CONFIGURATION_SET"
+ENV_APPROVER_EMAILS = "APPROVER_EMAILS"  # comma-separated
 
 AUDIENCE_PREFIX = "audiences/"
 SENDS_ARCHIVE_PREFIX = "sends/"
@@ -106,6 +112,17 @@ class Secret:
     name: str
     env: str
     kind: Literal["vapid", "hmac", "json"]
+
+
+@dataclass(frozen=True)
+class Mail:
+    """An SES sending identity (deploy parameter pushpipe:sesIdentity). A function that
+    ``uses`` it may send mail from it; it finds the sender address in ``env`` and the
+    configuration set in ``configuration_set_env``."""
+
+    name: str
+    env: str
+    configuration_set_env: str
 
 
 @dataclass(frozen=True)
@@ -216,6 +233,8 @@ SEND_BATCH = Function(
     api_paths={ENV_PING_URL: "/v1/pings"},
 )
 
+MAIL = Mail("mail", ENV_MAIL_FROM, ENV_MAIL_CONFIGURATION_SET)
+
 # --- issue 3: pings, counters, revenue, audit (resources; functions/routes below) ------
 ENV_COUNTERS_TABLE = "COUNTERS_TABLE"
 ENV_SUBSCRIPTIONS_TABLE = "SUBSCRIPTIONS_TABLE"
@@ -280,6 +299,7 @@ QUEUES: tuple[Queue, ...] = (AUDIENCE_QUEUE,)
 STREAMS: tuple[Stream, ...] = (PINGS_STREAM,)
 DELIVERY_STREAMS: tuple[DeliveryStream, ...] = (SENDS_FIREHOSE, PINGS_FIREHOSE)
 SECRETS: tuple[Secret, ...] = (VAPID_SECRET, SIGNING_SECRET, TENANT_SECRET)
+MAILERS: tuple[Mail, ...] = (MAIL,)
 FUNCTIONS: tuple[Function, ...] = (SEND_BATCH, PING_HANDLER, AGGREGATE)
 ROUTES: tuple[Route, ...] = (*ISSUE3_ROUTES,)
 
@@ -293,7 +313,7 @@ def by_name(items, name: str):
 
 def resource_env(name: str) -> str | None:
     """The env var carrying the physical name of the resource with logical ``name``."""
-    for group in (TABLES, BUCKETS, DELIVERY_STREAMS, SECRETS, QUEUES, STREAMS):
+    for group in (TABLES, BUCKETS, DELIVERY_STREAMS, SECRETS, QUEUES, STREAMS, MAILERS):
         for item in group:
             if item.name == name:
                 return getattr(item, "env", None)

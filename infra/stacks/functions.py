@@ -97,12 +97,17 @@ class Resources:
             return self.delivery_streams[name].ref
         if name in self.secrets:
             return self.secrets[name].secret_arn  # a full ARN works as SecretId
+        if self.mail is not None and name in _mailers():
+            return self.mail.config.mail_from
         raise KeyError(name)
 
 
 def deploy_settings(config: DeployConfig) -> dict[str, str]:
     """Env values that come from deploy parameters and replace the topology defaults."""
-    return {t.ENV_VAPID_SUBJECT: config.vapid_subject}
+    return {
+        t.ENV_VAPID_SUBJECT: config.vapid_subject,
+        t.ENV_APPROVER_EMAILS: ",".join(config.approver_emails),
+    }
 
 
 class PushpipeFunction(Construct):
@@ -178,6 +183,11 @@ class PushpipeFunction(Construct):
             variable = _resource_env(name)
             if variable:
                 env[variable] = self.res.physical(name)
+            if name in _mailers() and self.res.mail is not None:
+                mailer = _mailers()[name]
+                env[mailer.configuration_set_env] = (
+                    self.res.mail.configuration_set.configuration_set_name
+                )
         overrides = deploy_settings(self.res.config)
         for key, value in self.spec.settings.items():
             env[key] = overrides.get(key, str(value))
@@ -336,6 +346,8 @@ class PushpipeFunction(Construct):
                     actions=["lambda:InvokeFunction"], resources=[other.function.function_arn]
                 )
             )
+        elif res.mail is not None and name in _mailers():
+            res.mail.grant_send(role)
         else:
             raise KeyError(
                 f"function {self.spec.name!r} uses {name!r}, which the topology does not "
@@ -432,6 +444,10 @@ def _schedule(trigger: t.ScheduleTrigger) -> events.Schedule:
     if cron:
         return events.Schedule.expression(f"cron({cron})")
     return events.Schedule.rate(Duration.minutes(trigger.rate_minutes))
+
+
+def _mailers() -> dict[str, t.Mail]:
+    return {m.name: m for m in t.MAILERS}
 
 
 def _resource_env(name: str) -> str | None:

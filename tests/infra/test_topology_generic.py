@@ -33,6 +33,15 @@ EXPORTER = t.Function(
     reserved_concurrency=2,
 )
 EXPORT_ROUTE = t.Route("POST", "/v1/exports", "exporter")
+MAILER = t.Function(
+    name="mailer",
+    handler="functions.mailer.handler.handler",
+    env=None,
+    timeout_s=30,
+    memory_mb=256,
+    uses=("mail",),
+    settings={t.ENV_APPROVER_EMAILS: "local@example.com"},
+)
 
 
 def _stack(cdk_context) -> Template:
@@ -47,7 +56,7 @@ def _stack(cdk_context) -> Template:
 def grown(cdk_context) -> Template:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(t, "QUEUES", (*t.QUEUES, EXPORTS))
-        mp.setattr(t, "FUNCTIONS", (*t.FUNCTIONS, EXPORTER))
+        mp.setattr(t, "FUNCTIONS", (*t.FUNCTIONS, EXPORTER, MAILER))
         mp.setattr(t, "ROUTES", (*t.ROUTES, EXPORT_ROUTE))
         return _stack(cdk_context)
 
@@ -91,6 +100,33 @@ def test_a_new_function_gets_its_lambda_role_grants_triggers_route_and_alarms(gr
     ]
     assert {"s3:GetObject", "s3:PutObject", "sqs:SendMessage", "dynamodb:Query"} <= set(actions)
     assert "lambda:InvokeFunction" not in actions  # it does not invoke itself
+
+
+def test_a_function_using_mail_sends_from_the_ses_identity_to_the_deployed_approvers(grown):
+    grown.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "FunctionName": "Pushpipe-mailer",
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        t.ENV_MAIL_FROM: "pushpipe@example.com",
+                        t.ENV_MAIL_CONFIGURATION_SET: {"Ref": Match.string_like_regexp("Mail")},
+                        t.ENV_APPROVER_EMAILS: "alice@example.com,bob@example.com",
+                    }
+                )
+            },
+        },
+    )
+    policies = grown.find_resources("AWS::IAM::Policy")
+    (policy,) = [v for k, v in policies.items() if k.startswith("MailerFnRole")]
+    (send,) = [
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "ses:SendEmail" in s["Action"]
+    ]
+    assert send["Condition"] == {"StringEquals": {"ses:FromAddress": "pushpipe@example.com"}}
+    assert len(send["Resource"]) == 2  # the identity and the configuration set, nothing else
 
 
 def test_a_new_queue_gets_a_dead_letter_queue_and_its_alarm(grown):
