@@ -24,7 +24,7 @@ import binascii
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -96,6 +96,11 @@ class WebPushSender:
     ``limit_per_host``: connections per push-service host (default: ``concurrency``).
     ``keepalive_s``: how long an idle connection is kept for the next batch.
     ``rng``: randomness for retry jitter (tests pass a seeded one).
+    ``loop_factory``: makes the loop ``send()`` runs on (e.g. ``uvloop.new_event_loop``).
+
+    ``send(messages, dry_run=None, budget_s=None)`` for synchronous callers and
+    ``await send_async(...)`` inside a loop return one ``SendResult`` per message, in
+    order; ``close()`` / ``await aclose()`` release the connections.
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class WebPushSender:
         limit_per_host: int | None = None,
         keepalive_s: float = 30.0,
         rng: random.Random | None = None,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -125,6 +131,7 @@ class WebPushSender:
         self.limit_per_host = limit_per_host or concurrency
         self.keepalive_s = keepalive_s
         self._rng = rng or random.Random()
+        self._loop_factory = loop_factory
         self._loop: asyncio.AbstractEventLoop | None = None  # owned, for send()
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
@@ -160,7 +167,7 @@ class WebPushSender:
                 "await send_async() there instead"
             )
         if self._loop is None or self._loop.is_closed():
-            self._loop = asyncio.new_event_loop()
+            self._loop = self._loop_factory()
         return self._loop.run_until_complete(
             self.send_async(messages, budget_s=budget_s, dry_run=dry_run)
         )

@@ -612,6 +612,21 @@ def test_connections_and_loop_survive_between_batches(push, make_sender) -> None
     assert len(ports) == 1  # the same keep-alive connection carried both
 
 
+def test_send_runs_on_the_loop_the_factory_makes(push, make_sender) -> None:
+    made: list[asyncio.AbstractEventLoop] = []
+
+    def factory() -> asyncio.AbstractEventLoop:
+        made.append(asyncio.new_event_loop())
+        return made[-1]
+
+    sender = make_sender(loop_factory=factory)
+    sender.send([message(push, "lf1")])
+    sender.send([message(push, "lf2")])
+    assert len(made) == 1 and sender._loop is made[0]
+    sender.close()
+    assert made[0].is_closed()
+
+
 def test_close_then_send_again_starts_afresh(push, make_sender) -> None:
     sender = make_sender()
     sender.send([message(push, "c1")])
