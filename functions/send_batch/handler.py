@@ -64,7 +64,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict:
         cursor = Cursor.from_event(event["cursor"])
         logger.append_keys(run_id=cursor.run_id, chain=cursor.chain)
         result = run_chain(
-            cursor, send_ports(), send_config(), context.get_remaining_time_in_millis
+            cursor,
+            send_ports(),
+            send_config(),
+            context.get_remaining_time_in_millis,
+            request_id=context.aws_request_id,
         )
         metrics.add_metric(name="Sent", unit="Count", value=result.sent_in_invocation)
         return result.__dict__
