@@ -84,7 +84,7 @@ class CampaignHeader:
         try:
             validate(event=raw, schema=_campaign_schema())
         except SchemaValidationError as exc:
-            detail = (exc.validation_message or str(exc)).replace("data.", "campaign.", 1)
+            detail = re.sub(r"^data\b", "campaign", exc.validation_message or str(exc))
             raise AudienceRejected(f"campaign header is invalid: {detail}") from exc
         variants = tuple(
             Variant(v["id"], float(v["percent"]), v.get("message", {}))

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pushpipe import topology as t
+from pushpipe_local.provision import create_table
 from pushpipe_local.pushservice import PushServiceProcess, start_pushservice_process
 from pushpipe_local.runtime import FunctionConfig, Runtime
 
@@ -230,7 +231,7 @@ class LocalCloud:
             )
             self._drain_test_event(url)
         for tb in t.TABLES:
-            self._create_table(ddb, tb)
+            create_table(ddb, tb, self.table(tb.name))
         kinesis = self.client("kinesis")
         for st in t.STREAMS:
             kinesis.create_stream(StreamName=physical_name("stream", st.name), ShardCount=st.shards)
@@ -255,48 +256,6 @@ class LocalCloud:
         for m in got.get("Messages", []):
             if "s3:TestEvent" in m["Body"]:
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-
-    def _create_table(self, ddb: Any, tb: t.Table) -> None:
-        attrs = {tb.pk: "S"}
-        keys = [{"AttributeName": tb.pk, "KeyType": "HASH"}]
-        if tb.sk:
-            attrs[tb.sk] = "S"
-            keys.append({"AttributeName": tb.sk, "KeyType": "RANGE"})
-        gsis = []
-        for ix in tb.indexes:
-            attrs.setdefault(ix.pk, "S")
-            schema = [{"AttributeName": ix.pk, "KeyType": "HASH"}]
-            if ix.sk:
-                attrs.setdefault(ix.sk, "S")
-                schema.append({"AttributeName": ix.sk, "KeyType": "RANGE"})
-            gsis.append(
-                {
-                    "IndexName": ix.name,
-                    "KeySchema": schema,
-                    "Projection": {"ProjectionType": "KEYS_ONLY" if ix.keys_only else "ALL"},
-                }
-            )
-        kwargs: dict[str, Any] = {
-            "TableName": self.table(tb.name),
-            "KeySchema": keys,
-            "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": [
-                {"AttributeName": k, "AttributeType": v} for k, v in attrs.items()
-            ],
-        }
-        if gsis:
-            kwargs["GlobalSecondaryIndexes"] = gsis
-        if tb.stream:
-            kwargs["StreamSpecification"] = {
-                "StreamEnabled": True,
-                "StreamViewType": "NEW_AND_OLD_IMAGES",
-            }
-        ddb.create_table(**kwargs)
-        if tb.ttl_attribute:
-            ddb.update_time_to_live(
-                TableName=self.table(tb.name),
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": tb.ttl_attribute},
-            )
 
     def _create_secrets(self) -> None:
         sm = self.client("secretsmanager")

@@ -1,0 +1,69 @@
+# pushpipe — every target creates the virtual environment and installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast lint format bench soak synth deploy chromium node clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+# Debian's Chromium for the browser tests (Playwright drives it via executable_path;
+# Playwright's own browser download does not work here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "chromium could not be installed: browser tests will be skipped"; \
+	  else echo "chromium not found and not root: browser tests will be skipped"; fi; }
+
+# The aws-cdk CLI (for deploy/synth through cdk); the tests synthesize in-process.
+node:
+	@test -d node_modules/aws-cdk || npm ci --no-audit --no-fund --silent
+
+## The full local demo: local cloud up, subscribers, an audience drop, the send with a
+## progress bar, pings, the report, an audit query.
+demo: $(STAMP)
+	$(BIN)/pushpipe demo
+
+## The default test suite (unit, integration on the local cloud, CDK, browser).
+test: $(STAMP) chromium
+	@rc=0; $(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy pushpipe
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## Benchmarks (not in the default tests): results in bench/results/ and BENCHMARKS.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.bench_send
+	$(BIN)/python -m bench.bench_pings
+	$(BIN)/python -m bench.report
+
+## Slow suites: 1M-recipient runs, soak.
+soak: $(STAMP)
+	$(BIN)/pytest -m slow -q
+
+synth: $(STAMP) node
+	npx cdk synth --quiet
+
+deploy: $(STAMP) node
+	npx cdk deploy --require-approval broadening $(CDK_ARGS)
+
+clean:
+	rm -rf .pushpipe cdk.out build .pytest_cache
