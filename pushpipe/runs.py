@@ -384,7 +384,7 @@ class RunStore:
         so a retry may take over its own lease at once instead of waiting for it to lapse.
         """
         now = int(self.clock() * 1000)
-        condition = "#s = :run AND (lease_until < :now"
+        condition = "#s = :run AND (lease_until <= :now"
         values: dict[str, Any] = {
             ":one": 1,
             ":d": deadline_ms,

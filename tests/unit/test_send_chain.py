@@ -1,0 +1,267 @@
+"""Admission, chains, cursor, resume and fencing — the send domain with moto in-process.
+
+The push service is replaced by a recording sender behind the ``Sender`` port; the real
+sender is tested in ``test_sender.py`` and end to end in ``tests/integration``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from pushpipe import sending
+from pushpipe import topology as t
+from pushpipe.adapters import ArchiveStream, AudienceObjects
+from pushpipe.errors import Fenced
+from pushpipe.push.models import Outcome, PushMessage, SendResult
+from pushpipe.runs import RunStore, run_id_for
+from pushpipe.sending import SendConfig, SendPorts, admit, run_chain, sweep
+from pushpipe.tokens import SigningKeys
+from pushpipe_local.audiences import audience_bytes, demo_campaign
+from pushpipe_local.provision import create_table
+
+BUCKET, TABLE, STREAM = "aud", "runs", "sends"
+P256DH, AUTH = "B" + "A" * 86, "A" * 22
+
+
+class RecordingSender:
+    def __init__(self, outcome=Outcome.SENT) -> None:
+        self.sent: list[str] = []
+        self.outcome = outcome
+
+    def send(self, messages: Sequence[PushMessage], *, dry_run=None, budget_s=None):
+        self.sent.extend(m.recipient_id for m in messages)
+        return [SendResult(m.recipient_id, self.outcome, 201) for m in messages]
+
+
+class RecordingInvoker:
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def invoke(self, event: dict) -> None:
+        self.events.append(event)
+
+
+class CountingObjects(AudienceObjects):
+    def __init__(self) -> None:
+        super().__init__(boto3.client("s3", region_name="us-east-1"))
+        self.opens = 0
+
+    def open(self, bucket, key, etag):
+        self.opens += 1
+        return super().open(bucket, key, etag)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def world(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        s3.create_bucket(Bucket="archive")
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(ddb, t.RUNS_TABLE, TABLE)
+        boto3.client("firehose", region_name="us-east-1").create_delivery_stream(
+            DeliveryStreamName=STREAM,
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": "arn:aws:iam::123456789012:role/f",
+                "BucketARN": "arn:aws:s3:::archive",
+                "Prefix": "sends/",
+            },
+        )
+        clock = Clock()
+        ports = SendPorts(
+            runs=RunStore(TABLE, ddb, clock=clock),
+            objects=CountingObjects(),
+            archive=ArchiveStream(STREAM, boto3.client("firehose", region_name="us-east-1")),
+            invoker=RecordingInvoker(),
+            sender=RecordingSender(),
+            signing_keys=SigningKeys.from_secret({"active": "k", "keys": {"k": "k" * 43}}),
+            ping_url="https://api.example/v1/pings",
+        )
+        sending.forget_streams()
+        yield ports, clock, s3
+        sending.forget_streams()
+
+
+def drop(s3, key: str, n: int, campaign: str = "c1") -> str:
+    recipients = [
+        {
+            "id": f"s{i}",
+            "subscription": {
+                "endpoint": f"https://push.example/{i}",
+                "keys": {"p256dh": P256DH, "auth": AUTH},
+            },
+        }
+        for i in range(n)
+    ]
+    body = audience_bytes(demo_campaign(campaign), recipients)
+    return s3.put_object(Bucket=BUCKET, Key=key, Body=body)["ETag"].strip('"')
+
+
+def drive(
+    ports: SendPorts,
+    config: SendConfig,
+    batches_per_invocation: int = 1,
+    request_ids=None,
+    cold: bool = False,
+) -> int:
+    """Run queued invocations until none are left; each gets time for N batches."""
+    invocations = 0
+    while ports.invoker.events:
+        event = ports.invoker.events.pop(0)
+        budget = {"batches": 0}
+
+        def remaining() -> int:
+            # plenty of time until the N-th commit has checked it, then too little
+            budget["batches"] += 1
+            return 900_000 if budget["batches"] <= batches_per_invocation else 1_000
+
+        if cold:
+            sending.forget_streams()
+        run_chain(
+            sending.Cursor.from_event(event["cursor"]),
+            ports,
+            config,
+            remaining,
+            request_id=f"req-{invocations}",
+        )
+        invocations += 1
+    return invocations
+
+
+def test_chains_recurse_and_send_everybody_exactly_once(world):
+    ports, _, s3 = world
+    etag = drop(s3, "audiences/a.json", 2_345)
+    config = SendConfig(chains=3, batch_size=100)
+    result = admit(BUCKET, "audiences/a.json", etag, ports, config, lease_ms=60_000)
+    assert (result.status, result.total, result.chains) == ("started", 2_345, 3)
+    invocations = drive(ports, config)
+    assert invocations > 3 * 5  # one batch per invocation: they recursed
+    assert Counter(ports.sender.sent) == Counter(f"s{i}" for i in range(2_345))
+    view = ports.runs.view(result.run_id)
+    assert view.state == "done" and view.counts["sent"] == 2_345 and view.processed == 2_345
+    # warm resume: each chain opened the object once, then continued its cached stream
+    assert ports.objects.opens == 2 + 3  # admission (header, scan) + one per chain
+
+
+def test_a_cold_resume_reopens_at_the_cursor_and_skips_nothing(world):
+    ports, _, s3 = world
+    etag = drop(s3, "audiences/a.json", 1_000)
+    config = SendConfig(chains=2, batch_size=100)
+    admit(BUCKET, "audiences/a.json", etag, ports, config, lease_ms=60_000)
+    invocations = drive(ports, config, cold=True)
+    assert ports.objects.opens == 2 + invocations
+    assert Counter(ports.sender.sent) == Counter(f"s{i}" for i in range(1_000))
+
+
+def test_a_duplicate_s3_event_or_async_retry_starts_no_second_send(world):
+    ports, _, s3 = world
+    etag = drop(s3, "audiences/a.json", 50)
+    config = SendConfig(chains=1, batch_size=100)
+    assert admit(BUCKET, "audiences/a.json", etag, ports, config, 60_000).status == "started"
+    assert admit(BUCKET, "audiences/a.json", etag, ports, config, 60_000).status == "duplicate"
+    assert len(ports.invoker.events) == 1
+    # the same hand-off delivered twice: the second finds the chain taken or finished
+    ports.invoker.events.append(dict(ports.invoker.events[0]))
+    drive(ports, config)
+    assert len(ports.sender.sent) == 50
+
+
+def test_two_invocations_of_a_chain_never_send_at_once(world):
+    ports, clock, s3 = world
+    etag = drop(s3, "audiences/a.json", 10)
+    config = SendConfig(chains=1, batch_size=5)
+    run_id = admit(BUCKET, "audiences/a.json", etag, ports, config, 60_000).run_id
+    first = ports.runs.acquire(run_id, 0, int(clock.now * 1000) + 60_000, "req-a")
+    assert first is not None
+    # while A holds the lease, B (another request) cannot take the chain
+    assert ports.runs.acquire(run_id, 0, int(clock.now * 1000) + 60_000, "req-b") is None
+    # A's retry (same request id, after A ended) can take over at once
+    retry = ports.runs.acquire(run_id, 0, int(clock.now * 1000) + 60_000, "req-a")
+    assert retry is not None and retry.epoch == first.epoch + 1
+    # A is fenced: its commit fails and it must stop
+    with pytest.raises(Fenced):
+        ports.runs.commit(run_id, first, 5, {"sent": 5})
+    ports.runs.commit(run_id, retry, 5, {"sent": 5})
+    assert ports.runs.view(run_id).counts["sent"] == 5
+
+
+def test_the_sweeper_resumes_a_chain_whose_invocation_died(world):
+    ports, clock, s3 = world
+    etag = drop(s3, "audiences/a.json", 30)
+    config = SendConfig(chains=1, batch_size=10, sweep_grace_ms=60_000)
+    run_id = admit(BUCKET, "audiences/a.json", etag, ports, config, 60_000).run_id
+    ports.invoker.events.clear()  # the first invocation is lost...
+    dead = ports.runs.acquire(run_id, 0, int(clock.now * 1000) + 900_000, "req-dead")
+    ports.runs.commit(run_id, dead, 10, {"sent": 10})  # ...after one batch, then it died
+    assert sweep(ports, config) == []  # its lease has not lapsed yet
+    clock.now += 900 + 61
+    resumed = sweep(ports, config)
+    assert [c.chain for c in resumed] == [0]
+    drive(ports, config)
+    assert sorted(ports.sender.sent, key=lambda s: int(s[1:])) == [f"s{i}" for i in range(10, 30)]
+    assert ports.runs.view(run_id).state == "done"
+
+
+def test_a_file_replaced_between_batches_aborts_the_run(world):
+    ports, _, s3 = world
+    etag = drop(s3, "audiences/a.json", 300)
+    config = SendConfig(chains=1, batch_size=100)
+    run_id = admit(BUCKET, "audiences/a.json", etag, ports, config, 60_000).run_id
+    event = ports.invoker.events.pop()
+    calls = {"n": 0}
+
+    def remaining() -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:  # 1: the invocation's deadline; 2: after the first batch
+            drop(s3, "audiences/a.json", 5, campaign="other")  # replaced mid-send
+        return 900_000
+
+    result = run_chain(sending.Cursor.from_event(event["cursor"]), ports, config, remaining)
+    assert result.status == "aborted"
+    view = ports.runs.view(run_id)
+    assert view.state == "aborted" and view.reason == "audience file changed"
+    assert len(ports.sender.sent) == 100
+
+
+def test_outcomes_are_counted_and_archived(world):
+    ports, _, s3 = world
+    ports.sender = RecordingSender(Outcome.PRUNED)
+    pruned: list[str] = []
+    ports.on_pruned = lambda tenant, ids: pruned.extend(ids)
+    etag = drop(s3, "audiences/a.json", 20)
+    config = SendConfig(chains=1, batch_size=100)
+    run_id = admit(BUCKET, "audiences/a.json", etag, ports, config, 60_000).run_id
+    drive(ports, config)
+    assert ports.runs.view(run_id).counts["pruned"] == 20 and len(pruned) == 20
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="archive")["Contents"]]
+    lines = b"".join(s3.get_object(Bucket="archive", Key=k)["Body"].read() for k in keys)
+    records = [line for line in lines.splitlines() if line]
+    assert len(records) == 20 and all(b'"outcome":"pruned"' in r for r in records)
+
+
+def test_a_rejected_file_records_the_reason_and_sends_nothing(world):
+    ports, _, s3 = world
+    etag = s3.put_object(Bucket=BUCKET, Key="audiences/x.json", Body=b'{"campaign": 1}')[
+        "ETag"
+    ].strip('"')
+    result = admit(BUCKET, "audiences/x.json", etag, ports, SendConfig(), 60_000)
+    assert result.status == "rejected" and "JSON object" in result.reason
+    head = ports.runs.run_header(run_id_for(BUCKET, "audiences/x.json", etag))
+    assert head["state"] == "rejected" and "JSON object" in head["reason"]
+    assert ports.invoker.events == [] and ports.sender.sent == []
