@@ -126,7 +126,7 @@ def drive(
         event = ports.invoker.events.pop(0)
         budget = {"batches": 0}
 
-        def remaining() -> int:
+        def remaining(budget: dict = budget) -> int:
             # plenty of time until the N-th commit has checked it, then too little
             budget["batches"] += 1
             return 900_000 if budget["batches"] <= batches_per_invocation else 1_000
