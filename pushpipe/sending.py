@@ -403,7 +403,16 @@ def _run_owned_chain(
             ports.runs.fail_chain(cursor.run_id, state, str(exc))
             return ChainResult("aborted", detail=str(exc))
 
-        results = ports.sender.send(batch.messages, dry_run=dry_run) if batch.messages else []
+        # A safety net, not a pacing tool: retries that would outlive the invocation are
+        # not made (those messages fail with the reason) instead of the whole batch being
+        # killed by the timeout and sent again.
+        safety_ms = min(5_000, config.min_remaining_ms // 4)
+        budget_s = max(1.0, (remaining_ms() - safety_ms) / 1000)
+        results = (
+            ports.sender.send(batch.messages, dry_run=dry_run, budget_s=budget_s)
+            if batch.messages
+            else []
+        )
         ts = _utc(clock())
         pruned: list[str] = []
         payloads = {m.recipient_id: m.payload for m in batch.messages}
