@@ -133,3 +133,19 @@ def test_scan_counts_everything_and_rejects_a_truncated_document():
     assert stats.examples == ["#1 bad: subscription is missing"]
     with pytest.raises(AudienceRejected, match="not valid JSON"):
         audience.scan_recipients(io.BytesIO(data[:-5]))
+
+
+def test_the_readme_example_is_a_valid_audience_file():
+    from pathlib import Path
+
+    from aws_lambda_powertools.utilities.validation import validate
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("```json", 1)[1].split("```", 1)[0]
+    doc = json.loads(block)
+    validate(event=doc, schema=audience.schema())
+    header = audience.read_header(io.BytesIO(block.encode()))
+    assert [v.id for v in header.variants] == ["A", "B"]
+    assert all(
+        isinstance(r, Recipient) for r in audience.iter_recipients(io.BytesIO(block.encode()))
+    )
