@@ -115,6 +115,18 @@ def seed(secret_id: str, kind: str, tenants: list[str] | None = None, client: An
     return "kept"
 
 
+def public_data(secret_id: str, kind: str, client: Any = None) -> dict[str, str]:
+    """What the stack may show about a secret: the VAPID public key, nothing else."""
+    if kind != "vapid":
+        return {}
+    client = client or boto3.client("secretsmanager")
+    try:
+        value = json.loads(client.get_secret_value(SecretId=secret_id)["SecretString"])
+    except ValueError:
+        return {"PublicKey": ""}
+    return {"PublicKey": str(value.get("public_key", "")) if isinstance(value, dict) else ""}
+
+
 def _respond(event: dict, status: str, reason: str, data: dict | None = None) -> None:
     body = json.dumps(
         {
@@ -144,7 +156,9 @@ def handler(event: dict, context: Any) -> None:
         if event["RequestType"] == "Delete":
             _respond(event, "SUCCESS", "nothing to do on delete")
             return
-        outcome = seed(props["SecretId"], props["Kind"], props.get("Tenants"))
-        _respond(event, "SUCCESS", f"secret {outcome}", {"Outcome": outcome})
+        client = boto3.client("secretsmanager")
+        outcome = seed(props["SecretId"], props["Kind"], props.get("Tenants"), client=client)
+        data = {"Outcome": outcome, **public_data(props["SecretId"], props["Kind"], client)}
+        _respond(event, "SUCCESS", f"secret {outcome}", data)
     except Exception as exc:  # CloudFormation must always get an answer, or it waits 1 h
         _respond(event, "FAILED", f"{type(exc).__name__}: {exc}")

@@ -147,6 +147,13 @@ class PushpipeStack(Stack):
             description="CloudWatch dashboard",
         )
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        for name, key in self.secrets.vapid_public_keys.items():
+            CfnOutput(
+                self,
+                cid(name, "PublicKey"),
+                value=key,
+                description="VAPID application server key for pushManager.subscribe (public)",
+            )
         for name, secret in self.secrets.secrets.items():
             CfnOutput(self, cid(name, "SecretArn"), value=secret.secret_arn)
         for name, fn in self.functions.items():

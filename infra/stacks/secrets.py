@@ -39,6 +39,8 @@ class Secrets(Construct):
         self.tenants = tenants
         self.secrets: dict[str, secretsmanager.Secret] = {}
         self.seeds: list[CustomResource] = []
+        # the browsers' applicationServerKey, read back from the seeded secret
+        self.vapid_public_keys: dict[str, str] = {}
         stack = Stack.of(self)
         name = function_name(stack.stack_name, "secret-seeder")
         log_group = logs.LogGroup(
@@ -108,6 +110,8 @@ class Secrets(Construct):
             properties=properties,
         )
         self.seeds.append(seed)
+        if spec.kind == "vapid":
+            self.vapid_public_keys[spec.name] = seed.get_att_string("PublicKey")
         acknowledge(
             secret,
             "AwsSolutions-SMG4",

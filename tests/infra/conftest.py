@@ -29,7 +29,7 @@ PARAMETERS = {
     "pushpipe:alarmEmail": "oncall@example.com",
 }
 
-os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 
 def cdk_json() -> dict:
@@ -64,7 +64,7 @@ def _env(outdir: Path, ctx: dict) -> dict:
         **os.environ,
         "CDK_OUTDIR": str(outdir),
         "CDK_CONTEXT_JSON": json.dumps(ctx),
-        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
     }
 
 

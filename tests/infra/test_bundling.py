@@ -61,8 +61,12 @@ def asset() -> bundling.LambdaAsset:
 
 
 def test_asset_is_reused_while_nothing_changes(asset):
+    first = bundling.build_asset()
     again = bundling.build_asset()
-    assert again == asset
+    assert again == first
+    assert (
+        again.path.is_dir() and (again.path / ".complete").read_text().strip() == again.asset_hash
+    )
 
 
 def test_every_topology_handler_is_in_the_asset_at_its_import_path(asset):

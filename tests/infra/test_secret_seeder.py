@@ -131,8 +131,11 @@ def test_handler_answers_cloudformation_success_and_failure(sm, monkeypatch):
 
     secret_seeder.handler(_event("Create", SecretId=arn, Kind="vapid"), None)
     assert responses.bodies[-1]["Status"] == "SUCCESS"
-    assert responses.bodies[-1]["Data"] == {"Outcome": "seeded"}
-    assert "private_key" in _value(sm, arn)
+    assert responses.bodies[-1]["Data"] == {
+        "Outcome": "seeded",
+        "PublicKey": _value(sm, arn)["public_key"],  # the public half only
+    }
+    assert "PRIVATE" not in json.dumps(responses.bodies)
 
     secret_seeder.handler(_event("Create", SecretId=_new(sm, "odd"), Kind="rsa"), None)
     assert responses.bodies[-1]["Status"] == "FAILED"

@@ -487,3 +487,5 @@ def test_outputs_name_the_bucket_and_the_api(synth):
     outputs = synth.template["Outputs"]
     assert {"AudienceBucketName", "ApiUrl", "ArchiveBucketName", "AthenaWorkGroup"} <= set(outputs)
     assert "audiences/" in outputs["AudienceBucketName"]["Description"]
+    (seed,) = _refs(outputs["VapidPublicKey"]["Value"])
+    assert synth.template["Resources"][seed]["Properties"]["Kind"] == "vapid"
