@@ -183,3 +183,127 @@ def register(subparsers: Any) -> None:
     query.add_argument("--param", action="append", help="a ? parameter, in order")
     query.add_argument("--list", action="store_true", help="list the named queries")
     query.set_defaults(func=cmd_query)
+
+
+# --- demo stages: pings from simulated browsers, the report, one audit query ------------
+def ensure_tenant(ep: Any, tenant: str) -> dict:
+    """The tenant's entry in the local tenant secret, created if missing."""
+    from pushpipe_local.cloud import physical_name
+
+    sm = ep.client("secretsmanager")
+    name = physical_name("secret", t.TENANT_SECRET.name)
+    value = json.loads(sm.get_secret_value(SecretId=name)["SecretString"] or "{}")
+    tenants = value.setdefault("tenants", {})
+    if tenant not in tenants:
+        tenants[tenant] = default_tenants_secret(tenant)["tenants"][tenant]
+        sm.put_secret_value(SecretId=name, SecretString=json.dumps(value))
+    return tenants[tenant]
+
+
+def wait_for_counts(
+    ep: Any, tenant: str, campaign: str, expected: dict[str, dict[str, int]], timeout_s=60.0
+) -> dict:
+    """Poll the report until its ping counts equal ``expected`` ({variant: {type: n}})."""
+    import time
+
+    end = time.time() + timeout_s
+    report: dict = {}
+    while time.time() < end:
+        report = fetch_report(ep, tenant, campaign)
+        got = {v["variant"]: v for v in report["variants"]}
+        if all(
+            got.get(variant, {}).get(kind, 0) == n
+            for variant, kinds in expected.items()
+            for kind, n in kinds.items()
+        ):
+            return report
+        time.sleep(0.5)
+    return report
+
+
+def _stage_pings(ctx: Any) -> None:
+    from pushpipe_local.browsers import Rates, SimulatedBrowsers
+
+    browsers = SimulatedBrowsers(ctx.endpoints.push_url, Rates(seed=7), concurrency=16)
+    stats = browsers.run_until_idle(idle_s=1.5, timeout_s=300)
+    browsers.stop()
+    counts = stats.counts(ctx.campaign)
+    ctx.results["browsers"] = stats
+    total = {
+        k: sum(v.get(k, 0) for v in counts.values()) for k in ("delivered", "clicked", "closed")
+    }
+    ctx.console.print(
+        f"Simulated browsers handled {stats.deliveries:,} pushes like sw.js: "
+        f"{total['delivered']:,} delivery pings (30%), {total['clicked']:,} clicks (5% of "
+        f"those), {total['closed']:,} closes; {stats.accepted:,} pings accepted by "
+        f"POST /v1/pings, {sum(stats.refused.values())} refused, {stats.errors} errors."
+    )
+
+
+def _stage_report(ctx: Any) -> None:
+    tenant = ctx.results.get("tenant", "demo-shop")
+    ensure_tenant(ctx.endpoints, tenant)
+    stats = ctx.results.get("browsers")
+    expected = stats.counts(ctx.campaign) if stats else {}
+    report = wait_for_counts(ctx.endpoints, tenant, ctx.campaign, expected)
+    for table in report_tables(report):
+        ctx.console.print(table)
+    got = {v["variant"]: v for v in report["variants"]}
+    same = all(
+        got.get(variant, {}).get(kind, 0) == n
+        for variant, kinds in expected.items()
+        for kind, n in kinds.items()
+    )
+    if same:
+        ctx.console.print(
+            "[green]The report's impressions and clicks equal what the browsers pinged, "
+            "each counted once.[/green]"
+        )
+    else:
+        ctx.console.print("[red]The report does not match the browsers' pings.[/red]")
+        ctx.ok = False
+
+
+def _stage_audit(ctx: Any) -> None:
+    import time
+
+    from pushpipe.audit.schema import named_query
+    from pushpipe_local.cloud import physical_name
+    from pushpipe_local.duckdb_athena import LocalAthena
+
+    athena = LocalAthena(
+        ctx.endpoints.client("s3"),
+        physical_name("bucket", t.ARCHIVE_BUCKET.name),
+        Path(ctx.endpoints.home) / "athena",
+    )
+    query = named_query("campaign-funnel")
+    tenant = ctx.results.get("tenant", "demo-shop")
+    ctx.console.print(
+        f"[bold]pushpipe query --named {query.name} --param {tenant} "
+        f"--param {ctx.campaign}[/bold]  (DuckDB over the Firehose archive)"
+    )
+    result = None
+    for _ in range(20):  # the archive pump trails the stream by a moment
+        result = athena.run_query(query.sql, [tenant, ctx.campaign])
+        if result.rows:
+            break
+        time.sleep(1)
+    ctx.console.print(result_table(result.columns, result.rows))
+
+
+def _register_demo_stages() -> None:
+    try:
+        from pushpipe_local import demo
+    except ImportError:  # the demo module is optional for the commands
+        return
+    titles = {title for title, _ in demo.STAGES}
+    for title, stage in (
+        ("pings from simulated browsers", _stage_pings),
+        ("the campaign report", _stage_report),
+        ("an audit query", _stage_audit),
+    ):
+        if title not in titles:
+            demo.STAGES.append((title, stage))
+
+
+_register_demo_stages()
