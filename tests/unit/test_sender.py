@@ -104,7 +104,7 @@ class PushService:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
         app.router.add_post("/push/{sid}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         self._loop.run_until_complete(site.start())
@@ -135,6 +135,14 @@ class PushService:
             raise web.HTTPInternalServerError()  # never reaches the client
         return web.Response(status=reply.status, headers=reply.headers, text=reply.body)
 
+    async def _shutdown(self) -> None:
+        await self._runner.cleanup()
+        current = asyncio.current_task()
+        stragglers = [t for t in asyncio.all_tasks() if t is not current]
+        for task in stragglers:  # handlers still sleeping out a scripted delay
+            task.cancel()
+        await asyncio.gather(*stragglers, return_exceptions=True)
+
     def endpoint(self, sid: str) -> str:
         return f"http://127.0.0.1:{self.port}/push/{sid}"
 
@@ -163,7 +171,7 @@ class PushService:
         self.delay_s = 0.0
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
@@ -348,12 +356,12 @@ def test_429_honours_retry_after_then_sends(push, make_sender) -> None:
 def test_a_waiting_retry_does_not_hold_up_the_batch(push, make_sender) -> None:
     push.scripts["slow"] = [Reply(429, {"Retry-After": "1"})]
     msgs = [message(push, "slow")] + [message(push, f"n{i}") for i in range(5)]
-    results = make_sender(concurrency=1).send(msgs)
+    results = make_sender(concurrency=1).send(msgs)  # one request in flight at a time
     assert all(r.outcome is Outcome.SENT for r in results)
-    first_try = push.requests_to("slow")[0].at
+    first, second = push.requests_to("slow")
     others = [push.requests_to(f"n{i}")[0].at for i in range(5)]
-    assert max(others) - first_try < 0.5  # went out while "slow" waited out its second
-    assert push.requests_to("slow")[1].at > max(others)
+    # The only worker moved on to the rest of the batch while "slow" waited its second.
+    assert first.at < min(others) and max(others) < second.at
 
 
 def test_503_is_retried_then_fails_with_the_reason(push, make_sender) -> None:
@@ -378,15 +386,15 @@ def test_retry_after_longer_than_allowed_fails_without_waiting(push, make_sender
     push.scripts["later"] = [Reply(429, {"Retry-After": "3600"})]
     started = time.monotonic()
     [result] = make_sender().send([message(push, "later")])
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 60  # it did not sit out the hour
     assert result.outcome is Outcome.FAILED
     assert result.reason is not None and "3600s" in result.reason
     assert len(push.requests_to("later")) == 1
 
 
 def test_a_timeout_is_retried(push, make_sender) -> None:
-    push.scripts["hang"] = [Reply(201, delay_s=1.0)]
-    [result] = make_sender(timeout_s=0.2).send([message(push, "hang", b"late")])
+    push.scripts["hang"] = [Reply(201, delay_s=5.0)]
+    [result] = make_sender(timeout_s=1.0).send([message(push, "hang", b"late")])
     assert (result.outcome, result.attempts) == (Outcome.SENT, 2)
     assert [r.plaintext for r in push.requests_to("hang")] == [b"late", b"late"]
 
@@ -402,11 +410,11 @@ def test_timeouts_exhaust_into_a_failure(push, make_sender) -> None:
 
 def test_a_dropped_connection_is_retried_at_once(push, make_sender) -> None:
     push.scripts["stale"] = [Reply(drop=True)]
-    slow_backoff = RetryPolicy(max_attempts=3, base_delay_s=2, max_total_wait_s=10)
+    slow_backoff = RetryPolicy(max_attempts=3, base_delay_s=10, max_total_wait_s=30)
     [result] = make_sender(retry=slow_backoff).send([message(push, "stale", b"hello")])
     assert (result.outcome, result.attempts) == (Outcome.SENT, 2)
     first, second = push.requests_to("stale")
-    assert second.at - first.at < 1  # not the 2 s backoff
+    assert second.at - first.at < 5  # not the 8-10 s backoff
     assert second.plaintext == b"hello"
 
 
@@ -423,10 +431,11 @@ def test_connection_refused_is_retried_then_fails(push, make_sender) -> None:
 
 
 def test_budget_stops_retrying_when_the_batch_is_out_of_time(push, make_sender) -> None:
-    push.scripts["tight"] = [Reply(503, {"Retry-After": "1"})]
+    push.scripts["tight"] = [Reply(503, {"Retry-After": "20"})]
+    patient = RetryPolicy(max_attempts=5, max_delay_s=60, max_total_wait_s=120)
     started = time.monotonic()
-    [result] = make_sender().send([message(push, "tight")], budget_s=0.5)
-    assert time.monotonic() - started < 0.9
+    [result] = make_sender(retry=patient).send([message(push, "tight")], budget_s=2)
+    assert time.monotonic() - started < 15  # gave up instead of waiting the 20 s
     assert result.outcome is Outcome.FAILED
     assert result.reason is not None and "out of time" in result.reason
     assert len(push.requests_to("tight")) == 1
@@ -596,7 +605,7 @@ def test_per_batch_dry_run_overrides_the_sender(push, make_sender) -> None:
 
 
 def test_concurrency_bounds_the_requests_in_flight(push, make_sender) -> None:
-    push.delay_s = 0.05
+    push.delay_s = 0.1
     results = make_sender(concurrency=3).send([message(push, f"c{i}") for i in range(15)])
     assert all(r.outcome is Outcome.SENT for r in results)
     assert push.max_in_flight("c") == 3
