@@ -125,6 +125,7 @@ class WebPushSender:
         self.vapid = vapid
         self.concurrency = concurrency
         self.timeout_s = float(timeout_s)
+        self._timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         self.retry = retry or RetryPolicy(max_attempts=max_attempts)
         self.dry_run = dry_run
         self.allow_list = frozenset(allow_list)
@@ -251,7 +252,7 @@ class WebPushSender:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            timeout=self._timeout,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
         )
@@ -338,13 +339,13 @@ class WebPushSender:
     async def _post(
         self, session: aiohttp.ClientSession, prepared: _Prepared, deadline: float | None
     ) -> Verdict:
-        extra: dict[str, aiohttp.ClientTimeout] = {}
+        timeout = self._timeout
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
                 return Verdict(Disposition.RETRY, None, "out of time for the batch")
             if left < self.timeout_s:
-                extra["timeout"] = aiohttp.ClientTimeout(total=left)
+                timeout = aiohttp.ClientTimeout(total=left)
         self.requests += 1
         try:
             async with session.post(
@@ -352,7 +353,7 @@ class WebPushSender:
                 data=prepared.body,
                 headers=prepared.headers,
                 allow_redirects=False,  # a push resource does not move; a 3xx is a failure
-                **extra,
+                timeout=timeout,
             ) as response:
                 status = response.status
                 if 200 <= status < 300:
