@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -129,14 +128,12 @@ def record_order(
             CounterKey(*key, "orders"): 1,
             CounterKey(*key, f"{REVENUE_PREFIX}{order.currency}"): order.amount,
         }
-        items.extend(
-            counter_transact_items(
-                store.table, increments, shard=f"o{random.randrange(ORDER_SHARDS)}"
-            )
-        )
-    token = hashlib.sha256(f"order\x1f{tenant}\x1f{order.order_id}".encode()).hexdigest()[:36]
+        shard = int(hashlib.sha256(order.order_id.encode()).hexdigest()[:8], 16) % ORDER_SHARDS
+        items.extend(counter_transact_items(store.table, increments, shard=f"o{shard}"))
+    # No client token: a redelivery may carry a different attribution (a click arrived
+    # in between), and the conditional put already makes the order count once.
     try:
-        store.transact(items, token=token)
+        store.transact(items)
     except StoreError as exc:
         if exc.code == "TransactionCanceledException" and "ConditionalCheckFailed" in str(exc):
             return _existing(store, tenant, order.order_id)

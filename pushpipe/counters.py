@@ -420,7 +420,9 @@ class CounterStore(SeenIndex):
                 f"{len(items)} items for {fold.tenant}/{fold.campaign} in one batch "
                 f"(at most {MAX_TRANSACT_ITEMS}): lower the batch size",
             )
-        token = hashlib.sha256(f"{writer}\x1f{fold.tenant}\x1f{fold.campaign}".encode()).hexdigest()
+        # Same token for botocore's own retries of this call (same items): a commit whose
+        # answer was lost is not applied twice. A later retry of the batch dedups instead.
+        token = hashlib.sha256(f"{fold.tenant}\x1f{fold.campaign}\x1f{sk}".encode()).hexdigest()
         self.transact(items, token=token[:36])
         # The fragment is ours: remember it without reading it back.
         state = self._seen.setdefault((fold.tenant, fold.campaign), _CampaignSeen())
