@@ -7,11 +7,13 @@ from functools import lru_cache
 from aws_lambda_powertools.utilities import parameters
 
 from pushpipe.adapters import ArchiveStream, AudienceObjects, SelfInvoker
+from pushpipe.counters import send_counter_items
 from pushpipe.push.sender import WebPushSender
 from pushpipe.push.vapid import VapidSigner
 from pushpipe.runs import RunStore
 from pushpipe.sending import SendConfig, SendPorts
 from pushpipe.settings import send_settings
+from pushpipe.subscriptions import SubscriptionStore
 from pushpipe.tokens import SigningKeys
 
 SECRET_MAX_AGE_S = 300
@@ -40,6 +42,16 @@ def send_ports() -> SendPorts:
         concurrency=s.concurrency,
         allow_list=s.allow_list,
     )
+    counter_items = None
+    if s.counters_table:
+        table = s.counters_table
+
+        def counter_items(tenant, campaign, by_variant, now, chain):
+            return send_counter_items(table, shard=f"s{chain}")(tenant, campaign, by_variant, now)
+
+    on_pruned = None
+    if s.subscriptions_table:
+        on_pruned = SubscriptionStore(s.subscriptions_table).delete_many
     return SendPorts(
         runs=RunStore(s.runs_table),
         objects=AudienceObjects(),
@@ -48,4 +60,6 @@ def send_ports() -> SendPorts:
         sender=sender,
         signing_keys=SigningKeys.from_secret(signing),
         ping_url=s.ping_url,
+        counter_items=counter_items,
+        on_pruned=on_pruned,
     )

@@ -47,7 +47,8 @@ class Sender(Protocol):
         ...
 
 
-CounterItems = Callable[[str, str, Mapping[tuple[str, str], int], float], list[dict]]
+# (tenant, campaign, {(variant, metric): n}, now, chain) -> TransactWriteItems entries
+CounterItems = Callable[[str, str, Mapping[tuple[str, str], int], float, int], list[dict]]
 
 
 @dataclass
@@ -69,8 +70,8 @@ class SendPorts:
     sender: Sender
     signing_keys: SigningKeys
     ping_url: str
-    # (tenant, campaign, {(variant, metric): n}, now) -> TransactWriteItems entries that
-    # commit with the cursor, so campaign counters count each outcome exactly once.
+    # Entries that commit with the cursor, so campaign counters count each outcome
+    # exactly once; each chain writes its own counter shard (no hot item).
     counter_items: CounterItems | None = None
     # (tenant, [subscriber ids]) for subscriptions the push service says are gone.
     on_pruned: Callable[[str, list[str]], None] | None = None
@@ -406,7 +407,7 @@ def _run_owned_chain(
         # A safety net, not a pacing tool: retries that would outlive the invocation are
         # not made (those messages fail with the reason) instead of the whole batch being
         # killed by the timeout and sent again.
-        safety_ms = min(5_000, config.min_remaining_ms // 4)
+        safety_ms = min(5_000, config.min_remaining_ms // 10)
         budget_s = max(1.0, (remaining_ms() - safety_ms) / 1000)
         results = (
             ports.sender.send(batch.messages, dry_run=dry_run, budget_s=budget_s)
@@ -440,7 +441,9 @@ def _run_owned_chain(
         new_position = batch.last_index + cursor.chains if batch.taken else state.position
         extra = []
         if ports.counter_items and batch.by_variant:
-            extra = ports.counter_items(header.tenant, header.id, batch.by_variant, now)
+            extra = ports.counter_items(
+                header.tenant, header.id, batch.by_variant, now, cursor.chain
+            )
         time_low = remaining_ms() < config.min_remaining_ms
         ports.runs.commit(
             cursor.run_id,

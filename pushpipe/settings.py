@@ -32,6 +32,8 @@ class SendSettings(BaseModel):
     allow_list: frozenset[str] = frozenset()
     ping_url: str = Field(pattern=r"^https?://")
     sweep_grace_ms: int = Field(default=60_000, ge=0)
+    counters_table: str | None = None
+    subscriptions_table: str | None = None
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -57,6 +59,8 @@ def send_settings() -> SendSettings:
         "dry_run": (_env(t.ENV_DRY_RUN, "false") or "").lower() in ("1", "true", "yes"),
         "ping_url": _env(t.ENV_PING_URL),
         "sweep_grace_ms": _env(t.ENV_SWEEP_GRACE_MS, "60000"),
+        "counters_table": _env(t.ENV_COUNTERS_TABLE),
+        "subscriptions_table": _env(t.ENV_SUBSCRIPTIONS_TABLE),
         "allow_list": frozenset(
             x.strip() for x in (_env(t.ENV_ALLOW_LIST, "") or "").split(",") if x.strip()
         ),
@@ -108,3 +112,79 @@ def aggregate_settings() -> AggregateSettings:
         return AggregateSettings.model_validate({k: v for k, v in raw.items() if v is not None})
     except ValidationError as exc:
         raise ConfigurationError(f"aggregate settings are invalid: {exc}") from exc
+
+
+# --- issue 4: approval (ad-hoc requests) and scheduler ------------------------------------
+class ApprovalSettings(BaseModel):
+    requests_table: str = Field(min_length=1)
+    audience_bucket: str = Field(min_length=1)
+    audience_prefix: str = t.AUDIENCE_PREFIX
+    subscriptions_table: str = Field(min_length=1)
+    signing_secret: str = Field(min_length=1)
+    vapid_secret: str = Field(min_length=1)
+    vapid_subject: str = Field(pattern=r"^(mailto:|https://)")
+    tenant_secret: str = Field(min_length=1)
+    mail_from: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    mail_configuration_set: str | None = None
+    approver_emails: tuple[str, ...] = Field(min_length=1)
+    approvals_required: int = Field(default=1, ge=1, le=10)
+    request_ttl_hours: int = Field(default=72, ge=1, le=30 * 24)
+    public_api_url: str = Field(pattern=r"^https?://")
+    ping_url: str = Field(pattern=r"^https?://")
+    function_name: str = Field(min_length=1)
+
+
+@lru_cache(maxsize=1)
+def approval_settings() -> ApprovalSettings:
+    approvers = tuple(
+        dict.fromkeys(
+            x.strip().lower()
+            for x in (_env(t.ENV_APPROVER_EMAILS, "") or "").split(",")
+            if x.strip()
+        )
+    )
+    raw = {
+        "requests_table": _env(t.ENV_REQUESTS_TABLE),
+        "audience_bucket": _env(t.ENV_AUDIENCE_BUCKET),
+        "audience_prefix": _env(t.ENV_AUDIENCE_PREFIX, t.AUDIENCE_PREFIX),
+        "subscriptions_table": _env(t.ENV_SUBSCRIPTIONS_TABLE),
+        "signing_secret": _env(t.ENV_SIGNING_SECRET),
+        "vapid_secret": _env(t.ENV_VAPID_SECRET),
+        "vapid_subject": _env(t.ENV_VAPID_SUBJECT),
+        "tenant_secret": _env(t.ENV_TENANT_SECRET),
+        "mail_from": _env(t.ENV_MAIL_FROM),
+        "mail_configuration_set": _env(t.ENV_MAIL_CONFIGURATION_SET),
+        "approver_emails": approvers,
+        "approvals_required": _env(t.ENV_APPROVALS_REQUIRED, "1"),
+        "request_ttl_hours": _env(t.ENV_REQUEST_TTL_HOURS, "72"),
+        "public_api_url": _env(t.ENV_PUBLIC_API_URL),
+        "ping_url": _env(t.ENV_PING_URL),
+        "function_name": _env(t.ENV_APPROVAL_FUNCTION),
+    }
+    try:
+        return ApprovalSettings.model_validate({k: v for k, v in raw.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigurationError(f"approval settings are invalid: {exc}") from exc
+
+
+class SchedulerSettings(BaseModel):
+    audience_bucket: str = Field(min_length=1)
+    audience_prefix: str = t.AUDIENCE_PREFIX
+    subscriptions_table: str = Field(min_length=1)
+    counters_table: str = Field(min_length=1)
+    tenant_secret: str = Field(min_length=1)
+
+
+@lru_cache(maxsize=1)
+def scheduler_settings() -> SchedulerSettings:
+    raw = {
+        "audience_bucket": _env(t.ENV_AUDIENCE_BUCKET),
+        "audience_prefix": _env(t.ENV_AUDIENCE_PREFIX, t.AUDIENCE_PREFIX),
+        "subscriptions_table": _env(t.ENV_SUBSCRIPTIONS_TABLE),
+        "counters_table": _env(t.ENV_COUNTERS_TABLE),
+        "tenant_secret": _env(t.ENV_TENANT_SECRET),
+    }
+    try:
+        return SchedulerSettings.model_validate({k: v for k, v in raw.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigurationError(f"scheduler settings are invalid: {exc}") from exc

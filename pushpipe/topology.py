@@ -35,6 +35,7 @@ ENV_VAPID_SUBJECT = "VAPID_SUBJECT"
 ENV_SIGNING_SECRET = "SIGNING_SECRET_NAME"
 ENV_DRY_RUN = "SEND_DRY_RUN"
 ENV_ALLOW_LIST = "SEND_ALLOW_LIST"
+ENV_SWEEP_GRACE_MS = "SEND_SWEEP_GRACE_MS"
 ENV_PING_URL = "PING_URL"  # where service workers post pings: <HTTP API base>/v1/pings
 # SES: sender address and configuration set of the identity a function ``uses``, and
 # the approvers (a function that needs them declares the key in ``settings`` with a local
@@ -214,7 +215,8 @@ SEND_BATCH = Function(
     env=ENV_SEND_FUNCTION,
     timeout_s=900,
     memory_mb=1024,
-    uses=("audience", "runs", "sends", "vapid", "signing"),
+    # counters: send outcomes commit with the cursor; subscriptions: 404/410 are pruned
+    uses=("audience", "runs", "sends", "vapid", "signing", "counters", "subscriptions"),
     invokes_self=True,
     triggers=(
         SqsTrigger("audience-events", batch_size=1),
@@ -292,18 +294,78 @@ ISSUE3_ROUTES = (
 )
 
 # --- issue 4: ad-hoc requests, approval, A/B, schedules --------------------------------
-# (the issue-4 work adds its env names, tables, functions and routes here)
+ENV_REQUESTS_TABLE = "REQUESTS_TABLE"
+ENV_APPROVAL_FUNCTION = "APPROVAL_FUNCTION_NAME"
+ENV_APPROVALS_REQUIRED = "APPROVALS_REQUIRED"  # N of the approvers must approve (default 1)
+ENV_REQUEST_TTL_HOURS = "REQUEST_TTL_HOURS"  # undecided requests (and their links) expire
+ENV_PUBLIC_API_URL = "PUBLIC_API_URL"  # base of the links in approval e-mails
+
+# Requests, every decision (who, when, why), used links, approvers' test devices
+# (pushpipe/approval/store.py). The sparse ``open`` index lists the requests the
+# sweeper must look at (to expire, or to finish releasing) without a scan.
+REQUESTS_OPEN_INDEX = Index("open", pk="open", sk="open_until")
+REQUESTS_TABLE = Table(
+    "requests", ENV_REQUESTS_TABLE, ttl_attribute="purge_at", indexes=(REQUESTS_OPEN_INDEX,)
+)
+
+APPROVAL = Function(
+    name="approval",
+    handler="functions.approval.handler.handler",
+    env=ENV_APPROVAL_FUNCTION,
+    timeout_s=900,  # HTTP requests are short; counting and releasing run asynchronously
+    memory_mb=1024,
+    uses=("requests", "audience", "subscriptions", "signing", "vapid", "tenants", "mail"),
+    writes=("audience",),  # the approved audience, under the audience prefix, once
+    invokes_self=True,
+    triggers=(
+        # Expires undecided requests, finishes releases that were interrupted.
+        ScheduleTrigger("approval-sweeper", rate_minutes=15, payload={"action": "sweep"}),
+    ),
+    settings={
+        ENV_AUDIENCE_PREFIX: AUDIENCE_PREFIX,
+        ENV_APPROVER_EMAILS: "approver@example.com,second-approver@example.com",
+        ENV_APPROVALS_REQUIRED: "1",
+        ENV_REQUEST_TTL_HOURS: "72",
+        ENV_VAPID_SUBJECT: "mailto:push@example.com",
+    },
+    api_paths={ENV_PING_URL: "/v1/pings", ENV_PUBLIC_API_URL: "/"},
+)
+# Scheduled campaigns (pushpipe/scheduled.py: definitions with their variants, as code)
+# write their audience files under the audience prefix, once per campaign and day.
+SCHEDULER = Function(
+    name="scheduler",
+    handler="functions.scheduler.handler.handler",
+    env=None,
+    timeout_s=900,
+    memory_mb=1024,
+    uses=("audience", "subscriptions", "counters", "tenants"),
+    writes=("audience",),
+    triggers=(
+        ScheduleTrigger("scheduled-campaigns", rate_minutes=60, payload={"action": "scheduled"}),
+    ),
+    settings={ENV_AUDIENCE_PREFIX: AUDIENCE_PREFIX},
+)
+ISSUE4_ROUTES = (
+    Route("GET", "/v1/requests/form", "approval"),  # before /{id}: the local router is ordered
+    Route("POST", "/v1/requests", "approval"),
+    Route("GET", "/v1/requests/{id}", "approval"),
+    Route("GET", "/v1/approval/{action}", "approval"),  # confirmation page (prefetch-safe)
+    Route("POST", "/v1/approval/{action}", "approval"),  # the confirmed action
+    Route("GET", "/v1/approvers/device", "approval"),
+    Route("POST", "/v1/approvers/device", "approval"),
+    Route("GET", "/v1/approvers/sw.js", "approval"),
+)
 
 # --- the registry every consumer iterates -----------------------------------------------
-TABLES: tuple[Table, ...] = (RUNS_TABLE, COUNTERS_TABLE, SUBSCRIPTIONS_TABLE)
+TABLES: tuple[Table, ...] = (RUNS_TABLE, COUNTERS_TABLE, SUBSCRIPTIONS_TABLE, REQUESTS_TABLE)
 BUCKETS: tuple[Bucket, ...] = (AUDIENCE_BUCKET, ARCHIVE_BUCKET)
 QUEUES: tuple[Queue, ...] = (AUDIENCE_QUEUE,)
 STREAMS: tuple[Stream, ...] = (PINGS_STREAM,)
 DELIVERY_STREAMS: tuple[DeliveryStream, ...] = (SENDS_FIREHOSE, PINGS_FIREHOSE)
 SECRETS: tuple[Secret, ...] = (VAPID_SECRET, SIGNING_SECRET, TENANT_SECRET)
 MAILERS: tuple[Mail, ...] = (MAIL,)
-FUNCTIONS: tuple[Function, ...] = (SEND_BATCH, PING_HANDLER, AGGREGATE)
-ROUTES: tuple[Route, ...] = (*ISSUE3_ROUTES,)
+FUNCTIONS: tuple[Function, ...] = (SEND_BATCH, PING_HANDLER, AGGREGATE, APPROVAL, SCHEDULER)
+ROUTES: tuple[Route, ...] = (*ISSUE3_ROUTES, *ISSUE4_ROUTES)
 
 
 def by_name(items, name: str):

@@ -92,8 +92,16 @@ def test_a_file_replaced_mid_send_aborts_that_run(send, campaign_id):
 def test_gone_subscriptions_are_pruned_and_not_retried(send, campaign_id):
     subs = send.subscribers(300)
     gone = [s["id"] for s in subs[:25]]
-    send.cloud.push_admin("POST", "/_admin/faults", {"rules": [
-        {"status": 410, "subscribers": gone[:20]}, {"status": 404, "subscribers": gone[20:]}]})
+    send.cloud.push_admin(
+        "POST",
+        "/_admin/faults",
+        {
+            "rules": [
+                {"status": 410, "subscribers": gone[:20]},
+                {"status": 404, "subscribers": gone[20:]},
+            ]
+        },
+    )
     etag = send.drop_audience(f"{campaign_id}.json", demo_campaign(campaign_id), subs)
     view = send.wait_run(f"{campaign_id}.json", etag)
     assert view.state == "done"
@@ -108,8 +116,11 @@ def test_gone_subscriptions_are_pruned_and_not_retried(send, campaign_id):
 def test_429_with_retry_after_is_retried_after_the_wait(send, campaign_id):
     subs = send.subscribers(200)
     throttled = [s["id"] for s in subs[:10]]
-    send.cloud.push_admin("POST", "/_admin/faults", {"rules": [
-        {"status": 429, "retry_after": 1, "times": 1, "subscribers": throttled}]})
+    send.cloud.push_admin(
+        "POST",
+        "/_admin/faults",
+        {"rules": [{"status": 429, "retry_after": 1, "times": 1, "subscribers": throttled}]},
+    )
     etag = send.drop_audience(f"{campaign_id}.json", demo_campaign(campaign_id), subs)
     view = send.wait_run(f"{campaign_id}.json", etag)
     assert view.state == "done"
@@ -125,15 +136,21 @@ def test_429_with_retry_after_is_retried_after_the_wait(send, campaign_id):
 
 def test_a_malformed_file_is_rejected_with_a_reason_and_nothing_is_sent(send, campaign_id):
     subs = send.subscribers(50)
-    good = json.dumps({"campaign": demo_campaign(campaign_id),
-                       "recipients": [{"id": s["id"], "subscription": s} for s in subs]})
+    good = json.dumps(
+        {
+            "campaign": demo_campaign(campaign_id),
+            "recipients": [{"id": s["id"], "subscription": s} for s in subs],
+        }
+    )
     cases = {
         "truncated.json": good[: len(good) - 40].encode(),
         "not-json.json": b"id,endpoint\n1,https://x\n",
-        "bad-header.json": json.dumps({"campaign": {"id": campaign_id, "tenant": "t"},
-                                       "recipients": []}).encode(),
-        "recipients-first.json": json.dumps({"recipients": [], "campaign":
-                                             demo_campaign(campaign_id)}).encode(),
+        "bad-header.json": json.dumps(
+            {"campaign": {"id": campaign_id, "tenant": "t"}, "recipients": []}
+        ).encode(),
+        "recipients-first.json": json.dumps(
+            {"recipients": [], "campaign": demo_campaign(campaign_id)}
+        ).encode(),
     }
     reasons = {}
     for name, body in cases.items():
@@ -166,14 +183,73 @@ def test_a_duplicate_s3_event_starts_no_second_send(send, campaign_id):
     etag = send.drop_audience(key, demo_campaign(campaign_id), subs)
     send.wait_run(key, etag)
     # WHEN the same notification arrives again (S3 delivers at least once)
-    event = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {
-        "bucket": {"name": send.bucket},
-        "object": {"key": f"audiences/{key}", "eTag": etag}}}]}
+    event = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": send.bucket},
+                    "object": {"key": f"audiences/{key}", "eTag": etag},
+                },
+            }
+        ]
+    }
     sqs = send.cloud.client("sqs")
-    sqs.send_message(QueueUrl=send.cloud.queue_urls["audience-events"],
-                     MessageBody=json.dumps(event))
+    sqs.send_message(
+        QueueUrl=send.cloud.queue_urls["audience-events"], MessageBody=json.dumps(event)
+    )
     time.sleep(2)
     assert send.cloud.runtime.wait_idle(30)
     # THEN nobody gets it twice
     assert set(_receptions(send, campaign_id).values()) == {1}
     assert send.stats()["receptions"] == 100
+
+
+def test_outcomes_land_in_the_campaign_counters_per_variant_once(send, campaign_id):
+    from pushpipe.counters import CounterStore
+    from pushpipe_local.cloud import physical_name
+
+    subs = send.subscribers(1_000)
+    gone = [s["id"] for s in subs[:40]]
+    send.cloud.push_admin(
+        "POST", "/_admin/faults", {"rules": [{"status": 410, "subscribers": gone}]}
+    )
+    campaign = demo_campaign(
+        campaign_id,
+        variants=[{"id": "A", "percent": 45}, {"id": "B", "percent": 45}],
+        control_percent=10,
+    )
+    etag = send.drop_audience(f"{campaign_id}.json", campaign, subs)
+    view = send.wait_run(f"{campaign_id}.json", etag)
+    assert view.state == "done"
+    store = CounterStore(physical_name("table", "counters"), client=send.cloud.client("dynamodb"))
+    totals: Counter = Counter()
+    for row in store.campaign_rows("demo-shop", campaign_id):
+        for metric, n in row.metrics.items():
+            totals[(row.variant, metric)] += int(n)
+    by_metric: Counter = Counter()
+    for (_, metric), n in totals.items():
+        by_metric[metric] += n
+    # every outcome counted exactly once, and the same numbers as the run record
+    assert by_metric["sent"] == view.counts["sent"] == _receptions_count(send, campaign_id)
+    from pushpipe.audience import Variant
+    from pushpipe.variants import assign
+
+    split = (Variant("A", 45, {}), Variant("B", 45, {}))
+    gone_and_pushed = sum(assign(campaign_id, s, split, 10) != "control" for s in gone)
+    assert by_metric["pruned"] == view.counts["pruned"] == gone_and_pushed
+    assert by_metric["control"] == view.counts["control"]
+    assert by_metric["sent"] + by_metric["pruned"] + by_metric["control"] == 1_000
+    # the control group got nothing, the variants split around their percents
+    assert 60 < totals[("control", "control")] < 140
+    received = {
+        r["subscriber"]: r["payload"]["variant"]
+        for r in send.received()
+        if r["payload"].get("campaign") == campaign_id
+    }
+    assert set(received.values()) == {"A", "B"}
+    assert totals[("A", "sent")] == sum(v == "A" for v in received.values())
+
+
+def _receptions_count(send, campaign: str) -> int:
+    return sum(_receptions(send, campaign).values())
