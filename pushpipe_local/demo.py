@@ -9,6 +9,7 @@ report, an audit query) are added by the modules that own them through ``STAGES`
 
 from __future__ import annotations
 
+import importlib
 import io
 import time
 from collections.abc import Callable
@@ -39,8 +40,21 @@ class DemoContext:
     ok: bool = True
 
 
-# Stages appended by other modules (pings, report, audit query): each takes the context.
-STAGES: list[tuple[str, Callable[[DemoContext], None]]] = []
+def stages() -> list[tuple[str, Callable[[DemoContext], None]]]:
+    """Stages after the send, from the CLI's plugin modules (pings, report, audit query,
+    approval): each exports ``DEMO_STAGES``, a list of (title, function of the context)."""
+    from pushpipe_local.cli import PLUGINS
+
+    found: list[tuple[str, Callable[[DemoContext], None]]] = []
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        found.extend(getattr(module, "DEMO_STAGES", []))
+    return found
 
 
 def demo_options(home: Path, timeout_s: float, chains: int) -> LocalOptions:
@@ -152,7 +166,7 @@ def run_demo(
             console.print("[red]Not every subscriber received the push exactly once.[/red]")
             ctx.ok = False
 
-        for title, stage in STAGES:
+        for title, stage in stages():
             console.rule(title)
             stage(ctx)
         console.rule(f"done in {time.time() - started:.0f} s")
