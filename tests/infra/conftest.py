@@ -101,8 +101,9 @@ def cdk_context():
 
 
 @pytest.fixture(scope="session")
-def assemblies(tmp_path_factory) -> dict[str, Finished]:
-    """Both synths at once (two cores): the real one, and one without nag acknowledgements.
+def assemblies(request, tmp_path_factory) -> dict[str, Finished]:
+    """Both synths at once (two cores): the real one, and one without nag acknowledgements
+    (only when a collected test needs it).
 
     The Lambda bundle is built first so the two do not race to build it.
     """
@@ -110,10 +111,9 @@ def assemblies(tmp_path_factory) -> dict[str, Finished]:
     from infra.stacks.nag import RAW_FINDINGS_CONTEXT
 
     build_asset()
-    runs = {
-        "main": context(),
-        "raw": context(**{RAW_FINDINGS_CONTEXT: True}),
-    }
+    runs = {"main": context()}
+    if any("raw_nag_report" in item.fixturenames for item in request.session.items):
+        runs["raw"] = context(**{RAW_FINDINGS_CONTEXT: True})
     started = time.perf_counter()
     procs = {}
     for name, ctx in runs.items():

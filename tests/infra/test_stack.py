@@ -97,7 +97,11 @@ def test_functions_find_every_resource_they_use_in_their_environment(synth):
         env = functions[spec.name]["Environment"]["Variables"]
         for name in spec.uses:
             variable = t.resource_env(name)
-            if variable:
+            if name in {m.name for m in t.MAILERS}:
+                mailer = t.by_name(t.MAILERS, name)
+                assert env[mailer.env] == "pushpipe@example.com"  # from sesIdentity=example.com
+                assert _refs(env[mailer.configuration_set_env])
+            elif variable:
                 assert variable in env, f"{spec.name} lacks {variable} for {name!r}"
                 assert _refs(env[variable]), f"{spec.name}: {variable} must point at the resource"
         for key in spec.settings:
