@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint format bench soak synth deploy chromium node clean
+.PHONY: demo test test-fast lint format bench soak synth bootstrap deploy chromium clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,6 @@ chromium:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	      || echo "chromium could not be installed: browser tests will be skipped"; \
 	  else echo "chromium not found and not root: browser tests will be skipped"; fi; }
-
-# The aws-cdk CLI (for deploy/synth through cdk); the tests synthesize in-process.
-node:
-	@test -d node_modules/aws-cdk || npm ci --no-audit --no-fund --silent
 
 ## The full local demo: local cloud up, subscribers, an audience drop, the send with a
 ## progress bar, pings, the report, an audit query.
@@ -59,11 +55,37 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/pytest -m slow -q
 
-synth: $(STAMP) node
-	npx cdk synth --quiet
+# --- AWS deploy (CDK; the CLI comes from package.json, the app is python -m infra.cdk_app)
+CDK := npx --no-install cdk
+STACK ?= Pushpipe
+CDK_ENV := PATH="$(CURDIR)/.venv/bin:$$PATH" JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
+CDK_PARAMS = -c pushpipe:stackName=$(STACK) -c pushpipe:vapidSubject=$(VAPID_SUBJECT) \
+	-c pushpipe:approverEmails=$(APPROVERS) -c pushpipe:sesIdentity=$(SES_IDENTITY) \
+	-c pushpipe:tenants=$(TENANTS) $(if $(ALARM_EMAIL),-c pushpipe:alarmEmail=$(ALARM_EMAIL))
 
-deploy: $(STAMP) node
-	npx cdk deploy --require-approval broadening $(CDK_ARGS)
+node_modules/.bin/cdk: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+## Synthesize the stack offline into cdk.out (example parameters unless given).
+synth: VAPID_SUBJECT ?= mailto:ops@example.com
+synth: APPROVERS ?= approver@example.com
+synth: SES_IDENTITY ?= example.com
+synth: TENANTS ?= demo
+synth: $(STAMP) node_modules/.bin/cdk
+	$(CDK_ENV) $(CDK) synth --quiet $(CDK_PARAMS)
+
+## One-time per account/region.
+bootstrap: $(STAMP) node_modules/.bin/cdk
+	$(CDK_ENV) $(CDK) bootstrap
+
+## make deploy VAPID_SUBJECT=... APPROVERS=... SES_IDENTITY=... TENANTS=...
+deploy: $(STAMP) node_modules/.bin/cdk
+	@test -n "$(VAPID_SUBJECT)" -a -n "$(APPROVERS)" -a -n "$(SES_IDENTITY)" -a -n "$(TENANTS)" || { \
+	  echo "usage: make deploy VAPID_SUBJECT=mailto:ops@example.com APPROVERS=a@example.com,b@example.com"; \
+	  echo "                   SES_IDENTITY=example.com TENANTS=acme,globex [ALARM_EMAIL=oncall@example.com] [STACK=Pushpipe]"; \
+	  exit 2; }
+	$(CDK_ENV) $(CDK) deploy $(CDK_PARAMS) --require-approval broadening
 
 clean:
 	rm -rf .pushpipe cdk.out build .pytest_cache

@@ -81,6 +81,7 @@ class SendPorts:
 class ChainResult:
     status: str  # done | handed-off | not-acquired | aborted | fenced
     sent_in_invocation: int = 0
+    failed_in_invocation: int = 0
     batches: int = 0
     position: int = 0
     detail: str = ""
@@ -458,6 +459,7 @@ def _run_owned_chain(
             ports.on_pruned(header.tenant, pruned)
         result.batches += 1
         result.sent_in_invocation += batch.counts.get("sent", 0)
+        result.failed_in_invocation += batch.counts.get("failed", 0)
         result.position = new_position
         stream.next_position = new_position
 

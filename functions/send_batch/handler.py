@@ -71,6 +71,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict:
             request_id=context.aws_request_id,
         )
         metrics.add_metric(name="Sent", unit="Count", value=result.sent_in_invocation)
+        metrics.add_metric(name="SendFailed", unit="Count", value=result.failed_in_invocation)
         return result.__dict__
     if action == "sweep":
         resumed = sweep(send_ports(), send_config())

@@ -53,7 +53,7 @@ TABLE_ACTIONS = (
     "dynamodb:PutItem",
     "dynamodb:Query",
     "dynamodb:UpdateItem",
-)  # no Scan: every access path is a key or index query (see docs/deploy.md)
+)  # no Scan: every access path is a key or index query (README: What gets created)
 
 RUNTIME_REASON = (
     f"Pinned to {RUNTIME.name}: the bundle's binary wheels (pydantic-core, cryptography, "

@@ -118,9 +118,9 @@ class Secrets(Construct):
             {
                 "vapid": "The VAPID key pair cannot rotate automatically: every browser "
                 "subscription is bound to its public key, so rotation is a planned "
-                "migration (docs/deploy.md, key rotation).",
+                "migration (README: Key rotation).",
                 "hmac": "Signing keys rotate by adding a new key id next to the active one "
-                "(tokens in flight stay valid); an operator does it, see docs/deploy.md.",
+                "(tokens in flight stay valid); an operator does it, see README: Key rotation.",
                 "json": "Operator-managed configuration secret; rotating it has no meaning "
                 "without the external system it belongs to.",
             }[spec.kind],
