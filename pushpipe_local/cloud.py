@@ -48,6 +48,11 @@ CREDENTIALS = {
 }
 
 
+# The SES identity of the local cloud (moto refuses mail from unverified senders).
+LOCAL_MAIL_FROM = "pushpipe@pushpipe.local"
+LOCAL_CONFIGURATION_SET = f"{PREFIX}-mail"
+
+
 def physical_name(kind: str, name: str) -> str:
     if kind == "secret":
         return f"{PREFIX}/{name}"
@@ -235,6 +240,10 @@ class LocalCloud:
         kinesis = self.client("kinesis")
         for st in t.STREAMS:
             kinesis.create_stream(StreamName=physical_name("stream", st.name), ShardCount=st.shards)
+        if t.MAILERS:
+            sesv2 = self.client("sesv2")
+            sesv2.create_configuration_set(ConfigurationSetName=LOCAL_CONFIGURATION_SET)
+            sesv2.create_email_identity(EmailIdentity=LOCAL_MAIL_FROM)
         firehose = self.client("firehose")
         for d in t.DELIVERY_STREAMS:
             firehose.create_delivery_stream(
@@ -312,6 +321,10 @@ class LocalCloud:
                 for item in group:
                     if item.name == used and getattr(item, "env", None):
                         env[item.env] = physical_name(kind, item.name)
+        for mailer in t.MAILERS:
+            if mailer.name in fn.uses:
+                env[mailer.env] = LOCAL_MAIL_FROM
+                env[mailer.configuration_set_env] = LOCAL_CONFIGURATION_SET
         if fn.env:
             env[fn.env] = fn.name
         if self.runtime and self.runtime.api_url:

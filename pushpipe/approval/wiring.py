@@ -1,0 +1,84 @@
+"""Builds the approval function's ports once per container (warm starts reuse them).
+Tests call ``reset()`` to rebuild them against fresh mocks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+from pushpipe.adapters import AudienceObjects, SelfInvoker
+from pushpipe.approval.mail import Mailer
+from pushpipe.approval.release import AudienceWriter
+from pushpipe.approval.service import ApprovalConfig, ApprovalPorts
+from pushpipe.approval.store import RequestStore
+from pushpipe.settings import approval_settings
+from pushpipe.subscriptions import SubscriptionStore
+from pushpipe.tenants import TenantDirectory
+from pushpipe.tokens import SigningKeys
+
+SECRET_MAX_AGE_S = 300
+
+
+@dataclass
+class ApprovalWiring:
+    ports: ApprovalPorts
+    config: ApprovalConfig
+    tenants: TenantDirectory
+    vapid_public_key: Callable[[], str]  # , for the device registration page
+
+
+@lru_cache(maxsize=1)
+def wiring() -> ApprovalWiring:
+    s = approval_settings()
+    secrets = SecretsProvider()
+    keys_cache: dict[int, SigningKeys] = {}
+
+    def signing_keys() -> SigningKeys:
+        raw = secrets.get(s.signing_secret, transform="json", max_age=SECRET_MAX_AGE_S)
+        got = keys_cache.get(id(raw))
+        if got is None:
+            keys_cache.clear()
+            got = keys_cache[id(raw)] = SigningKeys.from_secret(raw)
+        return got
+
+    def vapid() -> dict:
+        return secrets.get(s.vapid_secret, transform="json", max_age=SECRET_MAX_AGE_S)
+
+    @lru_cache(maxsize=1)
+    def sender():
+        from pushpipe.push.sender import WebPushSender
+        from pushpipe.push.vapid import VapidSigner
+
+        return WebPushSender(VapidSigner(vapid()["private_key"], s.vapid_subject), concurrency=10)
+
+    ports = ApprovalPorts(
+        store=RequestStore(s.requests_table),
+        objects=AudienceObjects(),
+        writer=AudienceWriter(),
+        subscriptions=SubscriptionStore(s.subscriptions_table),
+        mailer=Mailer(s.mail_from, s.mail_configuration_set),
+        signing_keys=signing_keys,
+        invoker=SelfInvoker(s.function_name),
+        sender=sender,
+    )
+    config = ApprovalConfig(
+        audience_bucket=s.audience_bucket,
+        approvers=s.approver_emails,
+        api_url=s.public_api_url.rstrip("/"),
+        ping_url=s.ping_url,
+        audience_prefix=s.audience_prefix,
+        approvals_required=s.approvals_required,
+        request_ttl_s=s.request_ttl_hours * 3600,
+    )
+    tenants = TenantDirectory(
+        lambda: secrets.get(s.tenant_secret, transform="json", max_age=SECRET_MAX_AGE_S)
+    )
+    return ApprovalWiring(ports, config, tenants, lambda: vapid().get("public_key", ""))
+
+
+def reset() -> None:
+    wiring.cache_clear()
+    approval_settings.cache_clear()
