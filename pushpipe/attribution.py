@@ -124,7 +124,7 @@ def record_order(
     if attribution is not None:
         window = hour_window(at)
         key = (tenant, attribution.campaign, attribution.variant, window)
-        increments = {
+        increments: dict[CounterKey, int | Decimal] = {
             CounterKey(*key, "orders"): 1,
             CounterKey(*key, f"{REVENUE_PREFIX}{order.currency}"): order.amount,
         }

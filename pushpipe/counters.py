@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.exceptions import ClientError
@@ -232,7 +232,7 @@ class CampaignFold:
         return sum(len(ids) for ids in self.new_ids.values())
 
 
-class SeenIndex:
+class SeenIndex(Protocol):
     """Which notification ids of a campaign were already counted, per ping type."""
 
     def seen(self, tenant: str, campaign: str, ping_type: str, nid: bytes) -> bool: ...
@@ -291,7 +291,7 @@ def clicks_pk(tenant: str) -> str:
     return f"K#{tenant}"
 
 
-class CounterStore(SeenIndex):
+class CounterStore:
     """Counters, ping dedup fragments and click fragments in the counters table.
 
     Keeps a per-container cache of the dedup fragments it has read or written, bounded to

@@ -9,6 +9,7 @@ from functools import lru_cache
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from pushpipe.counters import CounterStore
+from pushpipe.errors import ConfigurationError
 from pushpipe.pings import KinesisPingWriter
 from pushpipe.settings import aggregate_settings, ping_api_settings
 from pushpipe.subscriptions import SubscriptionStore
@@ -16,6 +17,14 @@ from pushpipe.tenants import TenantDirectory
 from pushpipe.tokens import SigningKeys
 
 SECRET_MAX_AGE_S = 300
+
+
+def _as_dict(value: object) -> dict:
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigurationError("the secret is not a JSON object")
+    return value
 
 
 class KeyRing:
@@ -28,7 +37,7 @@ class KeyRing:
         self._keys: SigningKeys | None = None
 
     def keys(self) -> SigningKeys:
-        raw = self.provider.get(self.name, transform="json", max_age=SECRET_MAX_AGE_S)
+        raw = _as_dict(self.provider.get(self.name, transform="json", max_age=SECRET_MAX_AGE_S))
         if raw is not self._raw or self._keys is None:
             self._keys, self._raw = SigningKeys.from_secret(raw), raw
         return self._keys
@@ -54,7 +63,9 @@ def api_ports() -> ApiPorts:
         counters=CounterStore(s.counters_table),
         subscriptions=SubscriptionStore(s.subscriptions_table),
         tenants=TenantDirectory(
-            lambda: secrets.get(s.tenant_secret, transform="json", max_age=SECRET_MAX_AGE_S)
+            lambda: _as_dict(
+                secrets.get(s.tenant_secret, transform="json", max_age=SECRET_MAX_AGE_S)
+            )
         ),
         max_ping_bytes=s.max_ping_bytes,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -53,6 +54,14 @@ class Counts(BaseModel):
         return self
 
 
+T = TypeVar("T", bound="Counts")
+
+
+def _finish(counts: T) -> T:
+    counts.finish()
+    return counts
+
+
 class VariantReport(Counts):
     variant: str
 
@@ -83,10 +92,10 @@ def build_report(tenant: str, campaign: str, rows: Iterable[CounterRow]) -> Camp
     return CampaignReport(
         tenant=tenant,
         campaign=campaign,
-        variants=[VariantReport(variant=v, **by_variant[v].model_dump()).finish() for v in names],
+        variants=[_finish(VariantReport(variant=v, **by_variant[v].model_dump())) for v in names],
         total=total.finish(),
         hours=[
-            HourPoint(hour=h, variant=v, **c.model_dump()).finish()
+            _finish(HourPoint(hour=h, variant=v, **c.model_dump()))
             for (h, v), c in sorted(by_hour.items())
         ],
     )

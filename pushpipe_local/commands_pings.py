@@ -291,19 +291,9 @@ def _stage_audit(ctx: Any) -> None:
     ctx.console.print(result_table(result.columns, result.rows))
 
 
-def _register_demo_stages() -> None:
-    try:
-        from pushpipe_local import demo
-    except ImportError:  # the demo module is optional for the commands
-        return
-    titles = {title for title, _ in demo.STAGES}
-    for title, stage in (
-        ("pings from simulated browsers", _stage_pings),
-        ("the campaign report", _stage_report),
-        ("an audit query", _stage_audit),
-    ):
-        if title not in titles:
-            demo.STAGES.append((title, stage))
-
-
-_register_demo_stages()
+# Collected by pushpipe_local.demo (run after the send): pings, report, audit query.
+DEMO_STAGES = [
+    ("pings from simulated browsers", _stage_pings),
+    ("the campaign report", _stage_report),
+    ("an audit query", _stage_audit),
+]
