@@ -31,10 +31,12 @@ from pushpipe.counters import (
     hour_window,
 )
 from pushpipe.errors import StoreError
+from pushpipe.exposures import CONVERSION_REVENUE_PREFIX, CONVERSIONS, index_for
 
 ORDER_TTL_S = 90 * 24 * 3600  # webhooks are retried for days; keep the id well beyond
 CLICK_COMMIT_SLACK_S = 3600  # a click is committed at most this long after it happened
 ORDER_SHARDS = 8  # orders of one campaign spread over this many counter items
+MAX_CONVERSIONS = 40  # A/B campaigns one order counts for (one transaction holds 100 items)
 
 
 class OrderIn(BaseModel):
@@ -68,11 +70,23 @@ class Attribution(BaseModel):
     clicked_at: datetime
 
 
+class Conversion(BaseModel):
+    """The buyer was in ``group`` (a variant, or the control group) of an A/B campaign
+    with a control group within the window before the order (pushpipe/exposures.py)."""
+
+    campaign: str
+    group: str
+
+
 class OrderResult(BaseModel):
     order_id: str
     attributed: bool
     attribution: Attribution | None = None
     duplicate: bool = Field(default=False, description="this order id was already recorded")
+    conversions: list[Conversion] = Field(
+        default_factory=list,
+        description="A/B groups the buyer was in (sent or held out) within the window",
+    )
 
 
 def last_click(
@@ -101,8 +115,14 @@ def record_order(
     """Attribute and record ``order`` exactly once."""
     at = order.ts.timestamp()
     attribution = last_click(store, tenant, order.subscriber, at, window_h * 3600)
+    exposed = index_for(store.table, store.client).exposures(
+        tenant, order.subscriber, at - window_h * 3600, at
+    )[:MAX_CONVERSIONS]
     result = OrderResult(
-        order_id=order.order_id, attributed=attribution is not None, attribution=attribution
+        order_id=order.order_id,
+        attributed=attribution is not None,
+        attribution=attribution,
+        conversions=[Conversion(campaign=e.campaign, group=e.group) for e in exposed],
     )
     item = {
         "pk": {"S": f"O#{tenant}"},
@@ -130,6 +150,22 @@ def record_order(
         }
         shard = int(hashlib.sha256(order.order_id.encode()).hexdigest()[:8], 16) % ORDER_SHARDS
         items.extend(counter_transact_items(store.table, increments, shard=f"o{shard}"))
+    if exposed:
+        window = hour_window(at)
+        by_group: dict[CounterKey, int | Decimal] = {}
+        for e in exposed:
+            by_group[CounterKey(tenant, e.campaign, e.group, window, CONVERSIONS)] = 1
+            by_group[
+                CounterKey(
+                    tenant,
+                    e.campaign,
+                    e.group,
+                    window,
+                    f"{CONVERSION_REVENUE_PREFIX}{order.currency}",
+                )
+            ] = order.amount
+        shard = int(hashlib.sha256(order.order_id.encode()).hexdigest()[:8], 16) % ORDER_SHARDS
+        items.extend(counter_transact_items(store.table, by_group, shard=f"x{shard}"))
     # No client token: a redelivery may carry a different attribution (a click arrived
     # in between), and the conditional put already makes the order count once.
     try:

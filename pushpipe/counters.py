@@ -50,7 +50,8 @@ ORDER_METRICS = ("orders",)
 REVENUE_PREFIX = "revenue:"  # revenue:EUR, summed per currency
 
 _ID = re.compile(r"^[^#\x00-\x1f]{1,128}$")
-_METRIC = re.compile(r"^(?:[a-z_]{1,32}|revenue:[A-Z]{3})$")
+# revenue:EUR (click-attributed), conversion_revenue:EUR (by exposure, pushpipe/exposures.py)
+_METRIC = re.compile(r"^(?:[a-z_]{1,32}|(?:conversion_)?revenue:[A-Z]{3})$")
 _WINDOW = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
 
 # A fragment's sk starts with the writer's clock when it began committing; it is visible

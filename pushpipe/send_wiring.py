@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities import parameters
 
 from pushpipe.adapters import ArchiveStream, AudienceObjects, SelfInvoker
 from pushpipe.counters import send_counter_items
+from pushpipe.exposures import exposure_items
 from pushpipe.push.sender import WebPushSender
 from pushpipe.push.vapid import VapidSigner
 from pushpipe.runs import RunStore
@@ -42,12 +43,15 @@ def send_ports() -> SendPorts:
         concurrency=s.concurrency,
         allow_list=s.allow_list,
     )
-    counter_items = None
+    counter_items = exposures = None
     if s.counters_table:
         table = s.counters_table
 
         def counter_items(tenant, campaign, by_variant, now, chain):
             return send_counter_items(table, shard=f"s{chain}")(tenant, campaign, by_variant, now)
+
+        def exposures(tenant, campaign, groups, now, batch):
+            return exposure_items(table, tenant, campaign, groups, now, batch)
 
     on_pruned = None
     if s.subscriptions_table:
@@ -62,4 +66,5 @@ def send_ports() -> SendPorts:
         ping_url=s.ping_url,
         counter_items=counter_items,
         on_pruned=on_pruned,
+        exposure_items=exposures,
     )

@@ -49,6 +49,8 @@ class Sender(Protocol):
 
 # (tenant, campaign, {(variant, metric): n}, now, chain) -> TransactWriteItems entries
 CounterItems = Callable[[str, str, Mapping[tuple[str, str], int], float, int], list[dict]]
+# (tenant, campaign, {variant or "control": [subscriber ids]}, now, batch key) -> entries
+ExposureItems = Callable[[str, str, Mapping[str, Sequence[str]], float, str], list[dict]]
 
 
 @dataclass
@@ -75,6 +77,9 @@ class SendPorts:
     counter_items: CounterItems | None = None
     # (tenant, [subscriber ids]) for subscriptions the push service says are gone.
     on_pruned: Callable[[str, list[str]], None] | None = None
+    # Who a campaign with a control group reached or held out (pushpipe/exposures.py),
+    # committed with the cursor, so orders can be compared group by group.
+    exposure_items: ExposureItems | None = None
 
 
 @dataclass
@@ -445,6 +450,17 @@ def _run_owned_chain(
             extra = ports.counter_items(
                 header.tenant, header.id, batch.by_variant, now, cursor.chain
             )
+        if ports.exposure_items and header.control_percent:
+            groups: dict[str, list[str]] = {}
+            for rec in batch.records:
+                if rec["outcome"] in ("sent", CONTROL):
+                    groups.setdefault(rec["variant"], []).append(rec["subscriber"])
+            if groups:
+                batch_key = f"{cursor.run_id}.{cursor.chain}.{state.position}"
+                extra = [
+                    *extra,
+                    *ports.exposure_items(header.tenant, header.id, groups, now, batch_key),
+                ]
         time_low = remaining_ms() < config.min_remaining_ms
         ports.runs.commit(
             cursor.run_id,
