@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pushpipe import topology as t
@@ -123,10 +124,13 @@ class _FormReader(HTMLParser):
         self.action: str | None = None
         self.fields: dict[str, str] = {}
         self._in_form = False
+        self._skip = 0  # inside <style>, <script>, <title>
         self.text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
+        if tag in ("style", "script", "title"):
+            self._skip += 1
         if tag == "form" and self.action is None:
             self.action, self._in_form = a.get("action") or "", True
         elif tag == "input" and self._in_form and a.get("name"):
@@ -135,9 +139,11 @@ class _FormReader(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "form":
             self._in_form = False
+        if tag in ("style", "script", "title"):
+            self._skip = max(0, self._skip - 1)
 
     def handle_data(self, data: str) -> None:
-        if data.strip():
+        if data.strip() and not self._skip:
             self.text.append(data.strip())
 
 
@@ -273,18 +279,15 @@ def wait_for_state(
 
 
 # --- commands ------------------------------------------------------------------------------
-def mail_table(mails: list[LocalMail]) -> Table:
-    table = Table(title="e-mails sent through SES (local cloud)")
-    for col in ("#", "to", "subject", "links"):
-        table.add_column(col, overflow="fold")
+def print_mails(out: Console, mails: list[LocalMail]) -> None:
+    """Each e-mail: number, recipient, subject, then its links in full (copyable)."""
     for m in mails:
-        table.add_row(
-            str(m.index),
-            ", ".join(m.to),
-            m.subject,
-            "\n".join(f"{k}: {v}" for k, v in m.links.items()),
+        out.print(
+            f"[bold]#{m.index}[/bold] to {escape(', '.join(m.to))}: {escape(m.subject)}",
+            highlight=False,
         )
-    return table
+        for kind, link in m.links.items():
+            out.print(f"    {kind:<8} {link}", soft_wrap=True, highlight=False)
 
 
 def cmd_mail(args: argparse.Namespace) -> int:
@@ -301,19 +304,20 @@ def cmd_mail(args: argparse.Namespace) -> int:
             console.print(f"[red]mail #{number} has no {action!r} link[/red]")
             return 2
         page, result = click(mail.links[action], args.reason or "")
-        console.print(f"GET  {page.status} {page.title}")
+        console.print(f"GET  {page.status} {escape(page.title)}")
         if result is None:
-            console.print(f"[red]{page.text}[/red]")
+            console.print(f"[red]{escape(page.text)}[/red]")
             return 1
-        console.print(f"POST {result.status} {result.title}: {result.text}")
+        console.print(f"POST {result.status} {escape(result.title)}: {escape(result.text)}")
         return 0 if result.status < 400 else 1
     if args.show:
         mail = next((m for m in mails if str(m.index) == args.show), None)
         if mail is None:
             console.print(f"[red]no mail #{args.show}[/red]")
             return 2
-        console.print(f"[bold]From:[/bold] {mail.sender}\n[bold]To:[/bold] {', '.join(mail.to)}")
-        console.print(f"[bold]Subject:[/bold] {mail.subject}\n")
+        to = escape(", ".join(mail.to))
+        console.print(f"[bold]From:[/bold] {escape(mail.sender)}\n[bold]To:[/bold] {to}")
+        console.print(f"[bold]Subject:[/bold] {escape(mail.subject)}\n")
         print(mail.text)
         return 0
     if args.json:
@@ -322,7 +326,7 @@ def cmd_mail(args: argparse.Namespace) -> int:
     if not mails:
         console.print("no e-mails yet")
         return 0
-    console.print(mail_table(mails[-args.last :]))
+    print_mails(console, mails[-args.last :])
     console.print("Open a link in a browser, or: pushpipe local mail --click N approve")
     return 0
 
@@ -378,7 +382,7 @@ def cmd_request_new(args: argparse.Namespace) -> int:
         body["control_percent"] = args.control
     status, answer = post_request(ep, body)
     if status >= 400:
-        console.print(f"[red]{status}: {answer.get('message')}[/red]")
+        console.print(f"[red]{status}: {escape(str(answer.get('message')))}[/red]")
         return 1
     console.print(
         f"request [bold]{answer['id']}[/bold] (campaign {answer['campaign']}) is "
@@ -476,6 +480,107 @@ def register(subparsers: Any) -> None:
     status.set_defaults(func=cmd_request_status)
 
 
+def post_order(ep: Any, tenant: str, subscriber: str, order_id: str, amount: str) -> bool:
+    """The shop's order webhook, signed with the tenant's webhook secret."""
+    from datetime import UTC, datetime
+
+    from pushpipe.tenants import WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TENANT_HEADER, webhook_signature
+    from pushpipe_local.cloud import physical_name
+
+    tenant_key(ep, tenant)  # makes sure the tenant exists
+    raw = ep.client("secretsmanager").get_secret_value(
+        SecretId=physical_name("secret", t.TENANT_SECRET.name)
+    )["SecretString"]
+    secret = json.loads(raw)["tenants"][tenant]["webhook_secret"]
+    body = json.dumps(
+        {
+            "order_id": order_id,
+            "subscriber": subscriber,
+            "amount": amount,
+            "currency": "EUR",
+            "ts": datetime.now(UTC).isoformat(),
+        }
+    ).encode()
+    req = urllib.request.Request(
+        f"{ep.api_url}/v1/orders",
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            WEBHOOK_TENANT_HEADER: tenant,
+            WEBHOOK_SIGNATURE_HEADER: webhook_signature(secret, body),
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status == 200
+    except urllib.error.HTTPError:
+        return False
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def _lift(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:+.1f}%"
+
+
+def comparison_table(report: dict) -> Table:
+    """Each variant next to the control group, with the lift (the report's comparison)."""
+    cmp = report["comparison"]
+    table = Table(title=f"campaign {report['campaign']}: variants against the control group")
+    for col in (
+        "group",
+        "recipients",
+        "CTR",
+        "conversions",
+        "conv. rate",
+        "lift",
+        "revenue/recipient",
+        "lift",
+    ):
+        table.add_column(col, justify="left" if col == "group" else "right")
+
+    def money(per: dict) -> str:
+        return ", ".join(f"{v} {c}" for c, v in sorted(per.items())) or "-"
+
+    c = cmp["control"]
+    for row in [*cmp["variants"], c]:
+        is_control = row["group"] == "control"
+        table.add_row(
+            row["group"] + (" (held out)" if is_control else ""),
+            f"{row['recipients']:,}",
+            "-" if is_control else _pct(row["ctr"]),
+            str(row["conversions"]),
+            _pct(row["conversion_rate"]),
+            "" if is_control else _lift(row["conversion_lift"]),
+            money(row["revenue_per_recipient"]),
+            "" if is_control else ", ".join(_lift(v) for v in row["revenue_lift"].values()) or "-",
+        )
+    return table
+
+
+def _wait_report(
+    ep: Any, tenant: str, campaign: str, conversions: int, timeout_s: float = 60
+) -> dict:
+    from pushpipe_local.commands_pings import fetch_report
+
+    end = time.time() + timeout_s
+    report = fetch_report(ep, tenant, campaign)
+    while time.time() < end:
+        cmp = report.get("comparison") or {}
+        got = sum(
+            r["conversions"]
+            for r in [*cmp.get("variants", []), cmp.get("control") or {"conversions": 0}]
+        )
+        if got >= conversions:
+            break
+        time.sleep(0.5)
+        report = fetch_report(ep, tenant, campaign)
+    return report
+
+
 # --- the demo stage ------------------------------------------------------------------------
 DEMO_REQUESTER = "marketer@example.com"
 
@@ -506,6 +611,7 @@ def _stage_approval(ctx: Any) -> None:
         ),
     )
     campaign = f"adhoc-{ctx.campaign}"
+    seq_before = int(ep.push_admin("GET", "/_admin/stats").get("last_seq") or 0)
     variants = [
         {"id": "a", "percent": 45},
         {"id": "b", "percent": 45, "title": "Last hours: 30% off everything"},
@@ -526,7 +632,7 @@ def _stage_approval(ctx: Any) -> None:
         },
     )
     if status != 202:
-        out.print(f"[red]POST /v1/requests answered {status}: {answer}[/red]")
+        out.print(f"[red]POST /v1/requests answered {status}: {escape(str(answer))}[/red]")
         ctx.ok = False
         return
     request_id = answer["id"]
@@ -537,7 +643,7 @@ def _stage_approval(ctx: Any) -> None:
     mails = wait_for_mails(
         ep.moto_url, lambda m: request_id in m.text or campaign in m.text, count=len(approvers) + 1
     )
-    out.print(mail_table(mails))
+    print_mails(out, mails)
     approver = approvers[0]
     mine = next(m for m in mails if m.to == [approver])
     # the approver registers a (local push service) browser, then tests the push on it
@@ -588,13 +694,40 @@ def _stage_approval(ctx: Any) -> None:
         ctx.ok = False
         out.print("[red]sent + control does not match the audience[/red]")
     ctx.results["adhoc_campaign"] = campaign
-    try:
-        from pushpipe_local.commands_pings import fetch_report, report_tables
 
-        for table in report_tables(fetch_report(ep, tenant, campaign)):
-            out.print(table)
+    # browsers ping deliveries and clicks; the shop reports orders, some from each group
+    from pushpipe_local.browsers import Rates, SimulatedBrowsers
+
+    browsers = SimulatedBrowsers(ep.push_url, Rates(seed=11), concurrency=16, after=seq_before)
+    stats = browsers.run_until_idle(idle_s=1.5, timeout_s=120)
+    browsers.stop()
+    groups = {s["id"]: assign(campaign, s["id"], parsed, 10) for s in subs}
+    every = {"a": 6, "b": 9, "control": 12}  # a converts best, then b, then the control group
+    buyers = [
+        sid
+        for g, n in every.items()
+        for sid in sorted(sid for sid, grp in groups.items() if grp == g)[::n]
+    ]
+    accepted = sum(
+        post_order(ep, tenant, sid, f"{campaign}-o{i}", "25.00") for i, sid in enumerate(buyers)
+    )
+    pinged = stats.counts(campaign)
+    delivered = sum(pinged.get(v, {}).get("delivered", 0) for v in ("a", "b"))
+    out.print(
+        f"Simulated browsers pinged {delivered:,} "
+        f"deliveries; the shop reported {accepted} orders (POST /v1/orders, signed) from "
+        "members of variant a, variant b and the control group."
+    )
+    try:
+        report = _wait_report(ep, tenant, campaign, conversions=len(buyers))
     except SystemExit as exc:  # the report API is issue 3's; show why it is missing
         out.print(f"[yellow]report: {exc}[/yellow]")
+        return
+    if report.get("comparison"):
+        out.print(comparison_table(report))
+    else:
+        out.print("[red]the report has no control-group comparison[/red]")
+        ctx.ok = False
 
 
 DEMO_STAGES = [("Ad-hoc campaign with approval, A/B variants and a control group", _stage_approval)]

@@ -130,6 +130,7 @@ def _facts(req: ApprovalRequest) -> list[tuple[str, str]]:
         ("Recipients selected", recipients_text(req)),
         ("Tenant", req.tenant),
         ("Campaign", req.campaign),
+        ("Request", req.id),
         ("Requested by", req.requester),
         ("Audience", audience_text(req)),
         ("Link", r.url),
