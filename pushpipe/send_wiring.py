@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from aws_lambda_powertools.utilities import parameters
 
+from pushpipe import topology as t
 from pushpipe.adapters import ArchiveStream, AudienceObjects, SelfInvoker
 from pushpipe.counters import send_counter_items
 from pushpipe.exposures import exposure_items
+from pushpipe.observability import logger
 from pushpipe.push.sender import WebPushSender
 from pushpipe.push.vapid import VapidSigner
 from pushpipe.runs import RunStore
@@ -31,6 +34,18 @@ def send_config() -> SendConfig:
         audience_prefix=s.audience_prefix,
         sweep_grace_ms=s.sweep_grace_ms,
     )
+
+
+def warm() -> None:
+    """Build the ports in the init phase of a cold start (secrets, clients, the sender),
+    so that the first invocation's time goes to sending. A failure here is only logged:
+    the invocation raises it again, with its context."""
+    if not os.environ.get(t.ENV_RUNS_TABLE):
+        return  # imported outside a deployed function (tests, tools)
+    try:
+        send_ports()
+    except Exception as exc:
+        logger.warning("send_batch could not initialise at cold start", extra={"error": str(exc)})
 
 
 @lru_cache(maxsize=1)

@@ -22,10 +22,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pushpipe.observability import logger, metrics, tracer
 from pushpipe.runs import Cursor
-from pushpipe.send_wiring import send_config, send_ports
+from pushpipe.send_wiring import send_config, send_ports, warm
 from pushpipe.sending import admit, run_chain, sweep
 
 processor = BatchProcessor(event_type=EventType.SQS)
+warm()
 _context: LambdaContext | None = None
 
 
