@@ -439,8 +439,8 @@ def _test_push(
             )
     results = ports.sender().send(messages)
     gone = {r.recipient_id.split(":", 1)[0] for r in results if r.outcome is Outcome.PRUNED}
-    for dev in gone:
-        ports.store.remove_device(claims.approver, dev)
+    for device_id in gone:
+        ports.store.remove_device(claims.approver, device_id)
     ok = sum(1 for r in results if r.outcome is Outcome.SENT)
     details = [
         f"{r.recipient_id}: {r.outcome.value}" + (f" ({r.reason})" if r.reason else "")

@@ -14,6 +14,7 @@ from pushpipe.approval.mail import Mailer
 from pushpipe.approval.release import AudienceWriter
 from pushpipe.approval.service import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.store import RequestStore
+from pushpipe.errors import ConfigurationError
 from pushpipe.settings import approval_settings
 from pushpipe.subscriptions import SubscriptionStore
 from pushpipe.tenants import TenantDirectory
@@ -36,8 +37,16 @@ def wiring() -> ApprovalWiring:
     secrets = SecretsProvider()
     keys_cache: dict[int, SigningKeys] = {}
 
+    def secret(name: str) -> dict:
+        value = secrets.get(name, transform="json", max_age=SECRET_MAX_AGE_S)
+        if value is None or value == "":
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigurationError(f"the secret {name} is not a JSON object")
+        return value
+
     def signing_keys() -> SigningKeys:
-        raw = secrets.get(s.signing_secret, transform="json", max_age=SECRET_MAX_AGE_S)
+        raw = secret(s.signing_secret)
         got = keys_cache.get(id(raw))
         if got is None:
             keys_cache.clear()
@@ -45,7 +54,7 @@ def wiring() -> ApprovalWiring:
         return got
 
     def vapid() -> dict:
-        return secrets.get(s.vapid_secret, transform="json", max_age=SECRET_MAX_AGE_S)
+        return secret(s.vapid_secret)
 
     @lru_cache(maxsize=1)
     def sender():
@@ -73,9 +82,7 @@ def wiring() -> ApprovalWiring:
         approvals_required=s.approvals_required,
         request_ttl_s=s.request_ttl_hours * 3600,
     )
-    tenants = TenantDirectory(
-        lambda: secrets.get(s.tenant_secret, transform="json", max_age=SECRET_MAX_AGE_S)
-    )
+    tenants = TenantDirectory(lambda: secret(s.tenant_secret))
     return ApprovalWiring(ports, config, tenants, lambda: vapid().get("public_key", ""))
 
 
