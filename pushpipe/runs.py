@@ -543,7 +543,7 @@ class RunStore:
 
     # -- views -----------------------------------------------------------------------
     def view(self, run_id: str) -> RunView | None:
-        items = []
+        items: list[dict] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk",

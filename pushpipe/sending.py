@@ -76,7 +76,7 @@ class SendPorts:
     # exactly once; each chain writes its own counter shard (no hot item).
     counter_items: CounterItems | None = None
     # (tenant, [subscriber ids]) for subscriptions the push service says are gone.
-    on_pruned: Callable[[str, list[str]], None] | None = None
+    on_pruned: Callable[[str, list[str]], object] | None = None
     # Who a campaign with a control group reached or held out (pushpipe/exposures.py),
     # committed with the cursor, so orders can be compared group by group.
     exposure_items: ExposureItems | None = None
@@ -396,13 +396,9 @@ def _run_owned_chain(
             _close(stream.body)
             ports.runs.abort_run(cursor.run_id, AUDIENCE_CHANGED)
             logger.warning(AUDIENCE_CHANGED, extra={"run_id": cursor.run_id, "key": cursor.key})
-            return ChainResult(
-                "aborted",
-                result.sent_in_invocation,
-                result.batches,
-                state.position,
-                AUDIENCE_CHANGED,
-            )
+            result.status, result.detail = "aborted", AUDIENCE_CHANGED
+            result.position = state.position
+            return result
         now = clock()
         try:
             batch, exhausted = _fill_batch(stream, header, builder, cursor, config, now)
