@@ -180,7 +180,15 @@ class LocalCloud:
         port = free_port()
         log = open(self.home / "logs" / "moto.log", "ab")  # noqa: SIM115 - child's stdout
         self.moto_process = subprocess.Popen(
-            [sys.executable, "-m", "pushpipe_local.moto_server", "-H", "127.0.0.1", "-p", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "pushpipe_local.moto_server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **CREDENTIALS},

@@ -54,9 +54,7 @@ class SendHarness:
         self.s3 = cloud.client("s3")
 
     def subscribers(self, n: int) -> list[dict]:
-        return self.cloud.push_admin("POST", "/_admin/subscriptions", {"count": n})[
-            "subscriptions"
-        ]
+        return self.cloud.push_admin("POST", "/_admin/subscriptions", {"count": n})["subscriptions"]
 
     def drop(self, key: str, body: bytes) -> str:
         got = self.s3.put_object(Bucket=self.bucket, Key=f"{t.AUDIENCE_PREFIX}{key}", Body=body)
