@@ -163,11 +163,20 @@ class FunctionPool:
             "region": self.region,
             "deadline_ms": started * 1000 + self.cfg.timeout_s * 1000,
         }
-        log.info("%s start %s (checkout %.0f ms)", self.cfg.spec.name, request_id[:8],
-                 (started - t0) * 1000)
+        log.info(
+            "%s start %s (checkout %.0f ms)",
+            self.cfg.spec.name,
+            request_id[:8],
+            (started - t0) * 1000,
+        )
         answer = w.run(inv, self.cfg.timeout_s)
-        log.info("%s end %s ok=%s %.0f ms", self.cfg.spec.name, request_id[:8],
-                 answer.get("ok"), (time.time() - started) * 1000)
+        log.info(
+            "%s end %s ok=%s %.0f ms",
+            self.cfg.spec.name,
+            request_id[:8],
+            answer.get("ok"),
+            (time.time() - started) * 1000,
+        )
         with self._cond:
             self._busy.pop(request_id, None)
             self.invocations += 1
