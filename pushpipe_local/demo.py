@@ -141,7 +141,7 @@ def run_demo(
             "sent / pruned / failed", f"{c['sent']:,} / {c['pruned']:,} / {c['failed']:,}"
         )
         table.add_row("chains", str(view.chains))
-        handoffs = max(0, status["invocations"] - 1 - view.chains)
+        handoffs = status["kinds"].get("chain", 0) - view.chains
         table.add_row(
             "send_batch invocations",
             f"{status['invocations']}: 1 admission, {view.chains} chain starts, "

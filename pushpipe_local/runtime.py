@@ -128,6 +128,8 @@ class FunctionPool:
         self.invocations = 0
         self.errors = 0
         self.cold_starts = 0
+        # invocations by the event's "action" (or its source), e.g. chain / sweep / sqs
+        self.kinds: dict[str, int] = {}
 
     def _checkout(self) -> _Worker:
         with self._cond:
@@ -152,8 +154,19 @@ class FunctionPool:
         request_id = request_id or str(uuid.uuid4())
         t0 = time.time()
         w = self._checkout()
+        kind = (
+            str(
+                event.get("action")
+                or event.get("Records", [{}])[0].get("eventSource", "")
+                or event.get("routeKey")
+                or "other"
+            )
+            if isinstance(event, dict)
+            else "other"
+        )
         with self._cond:
             self._busy[request_id] = w
+            self.kinds[kind] = self.kinds.get(kind, 0) + 1
         started = time.time()
         inv = {
             "event": event,
@@ -407,6 +420,7 @@ class Runtime:
                     "invocations": p.invocations,
                     "errors": p.errors,
                     "cold_starts": p.cold_starts,
+                    "kinds": dict(p.kinds),
                     "busy": p.busy,
                 }
                 for n, p in self.pools.items()
