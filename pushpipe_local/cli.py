@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--timeout",
         type=float,
-        default=10.0,
+        default=15.0,
         help="send_batch timeout in seconds, short so that it recurses",
     )
     demo.set_defaults(func=cmd_demo)
