@@ -298,11 +298,10 @@ class LocalCloud:
             sm.create_secret(Name=physical_name("secret", sec.name), SecretString=json.dumps(value))
 
     def secret_defaults(self) -> dict[str, dict]:
-        """Values of ``json`` secrets for the local run (tenant keys for the demo)."""
-        path = self.home / "tenants.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        return {}
+        """Values of ``json`` secrets for the local run: the demo tenant with fresh keys."""
+        from pushpipe_local.commands_pings import default_tenants_secret
+
+        return {t.TENANT_SECRET.name: default_tenants_secret()}
 
     # -- functions ----------------------------------------------------------------------
     def function_env(self, fn: t.Function) -> dict[str, str]:
