@@ -23,6 +23,18 @@ PLUGINS = ("pushpipe_local.commands_pings", "pushpipe_local.commands_approval")
 console = Console()
 
 
+def plugin_modules() -> list:
+    """The plugin modules that are installed (a missing one is skipped, a broken one is not)."""
+    found = []
+    for name in PLUGINS:
+        try:
+            found.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return found
+
+
 def _running(args: argparse.Namespace) -> Endpoints:
     ep = Endpoints.running(Path(args.home))
     if ep is None:
@@ -134,13 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("campaign")
     status.set_defaults(func=cmd_status)
 
-    for name in PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in plugin_modules():
         module.register(sub)
     return parser
 

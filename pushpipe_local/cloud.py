@@ -65,6 +65,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def json_call(base_url: str, method: str, path: str, body: Any = None, timeout: float = 300) -> Any:
+    """A JSON request to one of the local services' admin APIs."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        f"{base_url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read() or b"null")
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -406,12 +416,4 @@ class LocalCloud:
 
     # -- conveniences for the CLI, demo and tests ---------------------------------------
     def push_admin(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            f"{self.push_url}{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return json.loads(resp.read() or b"null")
+        return json_call(self.push_url, method, path, body)

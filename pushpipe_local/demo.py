@@ -9,7 +9,6 @@ report, an audit query) are added by the modules that own them through ``STAGES`
 
 from __future__ import annotations
 
-import importlib
 import io
 import time
 from collections.abc import Callable
@@ -43,18 +42,9 @@ class DemoContext:
 def stages() -> list[tuple[str, Callable[[DemoContext], None]]]:
     """Stages after the send, from the CLI's plugin modules (pings, report, audit query,
     approval): each exports ``DEMO_STAGES``, a list of (title, function of the context)."""
-    from pushpipe_local.cli import PLUGINS
+    from pushpipe_local.cli import plugin_modules
 
-    found: list[tuple[str, Callable[[DemoContext], None]]] = []
-    for name in PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        found.extend(getattr(module, "DEMO_STAGES", []))
-    return found
+    return [stage for module in plugin_modules() for stage in getattr(module, "DEMO_STAGES", [])]
 
 
 def demo_options(home: Path, timeout_s: float, chains: int) -> LocalOptions:

@@ -22,6 +22,7 @@ import boto3
 
 from pushpipe import topology as t
 from pushpipe.tokens import PingClaims, SigningKeys, notification_id, sign
+from pushpipe_local.provision import create_table
 
 REGION = "us-east-1"
 SIGNING_KEY = base64.urlsafe_b64encode(b"k" * 32).rstrip(b"=").decode()
@@ -58,18 +59,6 @@ class Provisioned:
             t.ENV_SIGNING_SECRET: self.signing_secret,
             t.ENV_TENANT_SECRET: self.tenant_secret,
         }
-
-
-def create_table(client, table: t.Table, name: str) -> None:
-    """A DynamoDB table with the key schema the topology declares."""
-    keys = [{"AttributeName": table.pk, "KeyType": "HASH"}]
-    attrs = [{"AttributeName": table.pk, "AttributeType": "S"}]
-    if table.sk:
-        keys.append({"AttributeName": table.sk, "KeyType": "RANGE"})
-        attrs.append({"AttributeName": table.sk, "AttributeType": "S"})
-    client.create_table(
-        TableName=name, KeySchema=keys, AttributeDefinitions=attrs, BillingMode="PAY_PER_REQUEST"
-    )
 
 
 def provision(prefix: str = "test", shards: int | None = None) -> Provisioned:

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from pushpipe_local.cloud import REGION, physical_name
+from pushpipe_local.cloud import REGION, json_call, physical_name
 
 
 @dataclass
@@ -65,15 +65,7 @@ class Endpoints:
         return physical_name(kind, logical)
 
     def push_admin(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            f"{self.push_url}{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=300) as resp:
-            return json.loads(resp.read() or b"null")
+        return json_call(self.push_url, method, path, body)
 
     def runtime_status(self) -> dict:
         with urllib.request.urlopen(f"{self.invoke_url}/_local/status", timeout=10) as resp:

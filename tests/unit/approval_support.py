@@ -24,6 +24,7 @@ from pushpipe.push.models import Outcome, SendResult
 from pushpipe.subscriptions import SubscriptionStore
 from pushpipe.tokens import SigningKeys
 from pushpipe_local.audiences import audience_bytes, recipient
+from pushpipe_local.provision import create_table
 
 REGION = "us-east-1"
 BUCKET = "test-audience"
@@ -49,36 +50,6 @@ def real_keys() -> dict[str, str]:
         .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     )
     return {"p256dh": base64.urlsafe_b64encode(point).rstrip(b"=").decode(), "auth": AUTH}
-
-
-def create_table(client, table: t.Table, name: str) -> None:
-    """The table with the key schema and indexes the topology declares."""
-    attrs = {table.pk: "S"}
-    keys = [{"AttributeName": table.pk, "KeyType": "HASH"}]
-    if table.sk:
-        attrs[table.sk] = "S"
-        keys.append({"AttributeName": table.sk, "KeyType": "RANGE"})
-    kwargs: dict[str, Any] = {
-        "TableName": name,
-        "KeySchema": keys,
-        "BillingMode": "PAY_PER_REQUEST",
-    }
-    gsis = []
-    for ix in table.indexes:
-        attrs.setdefault(ix.pk, "S")
-        schema = [{"AttributeName": ix.pk, "KeyType": "HASH"}]
-        if ix.sk:
-            attrs.setdefault(ix.sk, "S")
-            schema.append({"AttributeName": ix.sk, "KeyType": "RANGE"})
-        gsis.append(
-            {"IndexName": ix.name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}}
-        )
-    if gsis:
-        kwargs["GlobalSecondaryIndexes"] = gsis
-    kwargs["AttributeDefinitions"] = [
-        {"AttributeName": k, "AttributeType": v} for k, v in attrs.items()
-    ]
-    client.create_table(**kwargs)
 
 
 class RecordingInvoker:
