@@ -216,17 +216,7 @@ def _recipients(
 ) -> Iterator[dict[str, Any]]:
     for sub in store.segment(tenant):
         if c.select(sub, sel):
-            entry: dict[str, Any] = {
-                "id": sub.id,
-                "subscription": {
-                    "endpoint": sub.endpoint,
-                    "keys": {"p256dh": sub.keys.p256dh, "auth": sub.keys.auth},
-                },
-                "language": sub.language,
-            }
-            if sub.country:
-                entry["country"] = sub.country
-            yield entry
+            yield sub.as_recipient()
 
 
 def run_scheduled(

@@ -93,6 +93,20 @@ class Subscription(BaseModel):
                 out.append(topic)
         return out
 
+    def as_recipient(self) -> dict[str, Any]:
+        """This subscription as a recipient of an audience file (the documented format)."""
+        entry: dict[str, Any] = {
+            "id": self.id,
+            "subscription": {
+                "endpoint": self.endpoint,
+                "keys": {"p256dh": self.keys.p256dh, "auth": self.keys.auth},
+            },
+            "language": self.language,
+        }
+        if self.country:
+            entry["country"] = self.country
+        return entry
+
 
 def subscription_id(tenant: str, endpoint: str) -> str:
     """Stable per tenant and endpoint: subscribing again updates, never duplicates."""

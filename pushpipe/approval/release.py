@@ -91,17 +91,7 @@ def segment_recipients(
     languages: list[str],
 ) -> Iterator[dict[str, Any]]:
     for sub in store.segment(tenant, topics or None, countries or None, languages or None):
-        entry: dict[str, Any] = {
-            "id": sub.id,
-            "subscription": {
-                "endpoint": sub.endpoint,
-                "keys": {"p256dh": sub.keys.p256dh, "auth": sub.keys.auth},
-            },
-            "language": sub.language,
-        }
-        if sub.country:
-            entry["country"] = sub.country
-        yield entry
+        yield sub.as_recipient()
 
 
 def count_segment(
