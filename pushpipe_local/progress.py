@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -68,10 +69,18 @@ def follow(
 
 
 def run_table(views: list[RunView]) -> Table:
-    table = Table(title="send runs")
+    """One row per run, narrow enough for an 80-column terminal; the file and the reason
+    go in the caption lines."""
+    table = Table(
+        title="send runs",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        collapse_padding=True,
+    )
     for col in (
         "run",
-        "file",
         "state",
         "total",
         "sent",
@@ -81,16 +90,13 @@ def run_table(views: list[RunView]) -> Table:
         "rejected",
         "control",
         "chains",
-        "reason",
     ):
-        table.add_column(
-            col, justify="right" if col not in ("run", "file", "state", "reason") else "left"
-        )
+        table.add_column(col, justify="left" if col in ("run", "state") else "right")
+    notes = []
     for v in views:
         c = v.counts
         table.add_row(
-            v.run_id[:10],
-            v.key,
+            v.run_id[:8],
             v.state,
             f"{v.total:,}",
             f"{c['sent']:,}",
@@ -100,8 +106,11 @@ def run_table(views: list[RunView]) -> Table:
             f"{c['rejected']:,}",
             f"{c['control']:,}",
             str(v.chains),
-            v.reason or "",
         )
+        notes.append(
+            f"{v.run_id[:8]}: s3://{v.bucket}/{v.key}" + (f" — {v.reason}" if v.reason else "")
+        )
+    table.caption = "\n".join(notes)
     return table
 
 
