@@ -34,6 +34,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pushpipe import topology as t
+from pushpipe_local.progress import COMPACT
 
 console = Console()
 
@@ -529,7 +530,9 @@ def _lift(value: float | None) -> str:
 def comparison_table(report: dict) -> Table:
     """Each variant next to the control group, with the lift (the report's comparison)."""
     cmp = report["comparison"]
-    table = Table(title=f"campaign {report['campaign']}: variants against the control group")
+    table = Table(
+        title=f"campaign {report['campaign']}: variants against the control group", **COMPACT
+    )
     for col in (
         "group",
         "recipients",

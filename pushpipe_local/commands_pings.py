@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pushpipe import topology as t
+from pushpipe_local.progress import COMPACT
 
 console = Console()
 
@@ -73,7 +74,7 @@ def _pct(value: float | None) -> str:
 
 
 def report_tables(report: dict) -> list[Table]:
-    summary = Table(title=f"campaign {report['campaign']} ({report['tenant']})")
+    summary = Table(title=f"campaign {report['campaign']} ({report['tenant']})", **COMPACT)
     for col in ("variant", "sent", "delivered", "clicked", "CTR", "closed", "orders", "revenue"):
         summary.add_column(col, justify="left" if col == "variant" else "right")
     summary.add_column("pruned/failed", justify="right")

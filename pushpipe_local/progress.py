@@ -68,17 +68,14 @@ def follow(
     return view
 
 
+# Tables that fit an 80-column terminal: no outer edge, one space between columns.
+COMPACT = {"box": box.SIMPLE_HEAD, "pad_edge": False, "show_edge": False, "collapse_padding": True}
+
+
 def run_table(views: list[RunView]) -> Table:
     """One row per run, narrow enough for an 80-column terminal; the file and the reason
     go in the caption lines."""
-    table = Table(
-        title="send runs",
-        caption_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        show_edge=False,
-        collapse_padding=True,
-    )
+    table = Table(title="send runs", caption_justify="left", **COMPACT)
     for col in (
         "run",
         "state",
