@@ -11,7 +11,9 @@ Ports (stores, streams, the sender) come in as arguments; see ``SendPorts``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import time
 from collections import OrderedDict
@@ -140,6 +142,14 @@ def forget_streams() -> None:
     while _STREAMS:
         _close(_STREAMS.popitem()[1].body)
     _HEADERS.clear()
+
+
+def default_topic(campaign: str) -> str:
+    """A campaign without its own ``topic`` still sends one (RFC 8030 §5.4, at most 32
+    base64url characters): a push service then replaces a still-queued duplicate — such
+    as one re-sent after a crash — instead of delivering it twice."""
+    digest = hashlib.sha256(campaign.encode()).digest()[:24]
+    return base64.urlsafe_b64encode(digest).decode()
 
 
 def _utc(ts: float) -> str:
@@ -283,6 +293,7 @@ def _fill_batch(
     """Take the chain's next ``batch_size`` recipients. Returns (batch, exhausted)."""
     batch = _Batch()
     run_ts = _utc(now)
+    topic = header.topic or default_topic(header.id)
     for item in stream.items:
         batch.taken += 1
         batch.last_index = item.index
@@ -306,7 +317,7 @@ def _fill_batch(
                         payload=builder.build(item, variant, now),
                         ttl=header.ttl,
                         urgency=header.urgency,
-                        topic=header.topic,
+                        topic=topic,
                     )
                 )
         if batch.taken >= config.batch_size:

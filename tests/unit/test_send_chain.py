@@ -265,3 +265,43 @@ def test_a_rejected_file_records_the_reason_and_sends_nothing(world):
     head = ports.runs.run_header(run_id_for(BUCKET, "audiences/x.json", etag))
     assert head["state"] == "rejected" and "JSON object" in head["reason"]
     assert ports.invoker.events == [] and ports.sender.sent == []
+
+
+def test_every_push_carries_a_topic_so_a_resent_duplicate_collapses(world):
+    ports, _, s3 = world
+    topics: list[str | None] = []
+
+    class TopicSender(RecordingSender):
+        def send(self, messages, *, dry_run=None, budget_s=None):
+            topics.extend(m.topic for m in messages)
+            return super().send(messages)
+
+    ports.sender = TopicSender()
+    etag = drop(s3, "audiences/a.json", 10)
+    admit(BUCKET, "audiences/a.json", etag, ports, SendConfig(chains=1), 60_000)
+    drive(ports, SendConfig(chains=1))
+    assert set(topics) == {"spring-sale"}  # the campaign's own topic
+    # a campaign without one gets a topic derived from its id
+    topics.clear()
+    campaign = {k: v for k, v in demo_campaign("no-topic").items() if k != "topic"}
+    recipients = [
+        {
+            "id": f"s{i}",
+            "subscription": {
+                "endpoint": f"https://push.example/{i}",
+                "keys": {"p256dh": P256DH, "auth": AUTH},
+            },
+        }
+        for i in range(5)
+    ]
+    etag = s3.put_object(
+        Bucket=BUCKET, Key="audiences/b.json", Body=audience_bytes(campaign, recipients)
+    )["ETag"].strip('"')
+    admit(BUCKET, "audiences/b.json", etag, ports, SendConfig(chains=1), 60_000)
+    drive(ports, SendConfig(chains=1))
+    assert set(topics) == {sending.default_topic("no-topic")}
+    assert sending.default_topic("c1") == sending.default_topic("c1")
+    assert len(sending.default_topic("c1")) == 32
+    assert set(sending.default_topic("c1")) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    )
