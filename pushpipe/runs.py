@@ -167,37 +167,40 @@ class RunStore:
             err = exc.response.get("Error", {})
             raise StoreError(op, err.get("Code", "?"), err.get("Message", str(exc))) from exc
 
+    def _conditional(self, op: str, **kwargs) -> dict | None:
+        """A conditional write: its response, or None when the condition did not hold."""
+        try:
+            return self._call(op, **kwargs)
+        except StoreError as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return None
+            raise
+
     # -- runs ------------------------------------------------------------------------
     def claim_run(self, run_id: str, bucket: str, key: str, etag: str, lease_ms: int) -> bool:
         """Claim the run for admission. False if it exists and is not a lapsed admission."""
         now = int(self.clock() * 1000)
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item=_item(
-                    {
-                        **_plain(self._run_key(run_id)),
-                        "run_id": run_id,
-                        "bucket": bucket,
-                        "key": key,
-                        "etag": etag,
-                        "state": ADMITTING,
-                        "lease_until": now + lease_ms,
-                        "created_at": now,
-                        "expires_at": int(self.clock()) + RUN_TTL_S,
-                    }
-                ),
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR (#s = :adm AND lease_until < :now)"
-                ),
-                ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues={":adm": {"S": ADMITTING}, ":now": {"N": str(now)}},
-            )
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise StoreError("PutItem", exc.response["Error"]["Code"], str(exc)) from exc
+        claimed = self._conditional(
+            "put_item",
+            TableName=self.table,
+            Item=_item(
+                {
+                    **_plain(self._run_key(run_id)),
+                    "run_id": run_id,
+                    "bucket": bucket,
+                    "key": key,
+                    "etag": etag,
+                    "state": ADMITTING,
+                    "lease_until": now + lease_ms,
+                    "created_at": now,
+                    "expires_at": int(self.clock()) + RUN_TTL_S,
+                }
+            ),
+            ConditionExpression=("attribute_not_exists(pk) OR (#s = :adm AND lease_until < :now)"),
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":adm": {"S": ADMITTING}, ":now": {"N": str(now)}},
+        )
+        return claimed is not None
 
     def reject_run(
         self,
@@ -246,34 +249,32 @@ class RunStore:
         expires = int(self.clock()) + RUN_TTL_S
         for chain in range(chains):
             assigned = total // chains + (1 if chain < total % chains else 0)
-            try:
-                self.client.put_item(
-                    TableName=self.table,
-                    Item=_item(
-                        {
-                            **_plain(self._run_key(run_id, self._chain_sk(chain))),
-                            "run_id": run_id,
-                            "chain": chain,
-                            "chains": chains,
-                            "campaign": campaign,
-                            "bucket": cursor_base.bucket,
-                            "key": cursor_base.key,
-                            "etag": cursor_base.etag,
-                            "position": chain,
-                            "epoch": 0,
-                            "lease_until": now,
-                            "state": RUNNING,
-                            "assigned": assigned,
-                            "active": "1",
-                            **dict.fromkeys(COUNT_FIELDS, 0),
-                            "expires_at": expires,
-                        }
-                    ),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise StoreError("PutItem", exc.response["Error"]["Code"], str(exc)) from exc
+            # already there if an earlier admission of this run died after writing it
+            self._conditional(
+                "put_item",
+                TableName=self.table,
+                Item=_item(
+                    {
+                        **_plain(self._run_key(run_id, self._chain_sk(chain))),
+                        "run_id": run_id,
+                        "chain": chain,
+                        "chains": chains,
+                        "campaign": campaign,
+                        "bucket": cursor_base.bucket,
+                        "key": cursor_base.key,
+                        "etag": cursor_base.etag,
+                        "position": chain,
+                        "epoch": 0,
+                        "lease_until": now,
+                        "state": RUNNING,
+                        "assigned": assigned,
+                        "active": "1",
+                        **dict.fromkeys(COUNT_FIELDS, 0),
+                        "expires_at": expires,
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
         sets, names, values = _assignments(
             {
                 "state": RUNNING,
@@ -327,40 +328,36 @@ class RunStore:
             and view.chain_states
             and all(c.state == DONE for c in view.chain_states)
         ):
-            try:
-                self.client.update_item(
-                    TableName=self.table,
-                    Key=self._run_key(run_id),
-                    UpdateExpression="SET #s = :d, updated_at = :u",
-                    ConditionExpression="#s = :r",
-                    ExpressionAttributeNames={"#s": "state"},
-                    ExpressionAttributeValues=_item(
-                        {":d": DONE, ":r": RUNNING, ":u": int(self.clock() * 1000)}
-                    ),
-                )
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
+            # a concurrent finisher may have marked it done already: either way it is done
+            self._conditional(
+                "update_item",
+                TableName=self.table,
+                Key=self._run_key(run_id),
+                UpdateExpression="SET #s = :d, updated_at = :u",
+                ConditionExpression="#s = :r",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues=_item(
+                    {":d": DONE, ":r": RUNNING, ":u": int(self.clock() * 1000)}
+                ),
+            )
             return DONE
         return view.state
 
     def abort_run(self, run_id: str, reason: str, state: str = ABORTED) -> None:
         """Stop every chain of the run with ``reason`` (e.g. the file changed)."""
         now = int(self.clock() * 1000)
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=self._run_key(run_id),
-                UpdateExpression="SET #s = :s, #r = :r, updated_at = :u",
-                ConditionExpression="#s IN (:run, :adm)",
-                ExpressionAttributeNames={"#s": "state", "#r": "reason"},
-                ExpressionAttributeValues=_item(
-                    {":s": state, ":r": reason, ":u": now, ":run": RUNNING, ":adm": ADMITTING}
-                ),
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise StoreError("UpdateItem", exc.response["Error"]["Code"], str(exc)) from exc
+        # a run that already ended keeps its state and reason
+        self._conditional(
+            "update_item",
+            TableName=self.table,
+            Key=self._run_key(run_id),
+            UpdateExpression="SET #s = :s, #r = :r, updated_at = :u",
+            ConditionExpression="#s IN (:run, :adm)",
+            ExpressionAttributeNames={"#s": "state", "#r": "reason"},
+            ExpressionAttributeValues=_item(
+                {":s": state, ":r": reason, ":u": now, ":run": RUNNING, ":adm": ADMITTING}
+            ),
+        )
         view = self.view(run_id)
         for c in view.chain_states if view else ():
             if c.state == RUNNING:
@@ -393,21 +390,17 @@ class RunStore:
             ":me": owner or "-",
         }
         condition += " OR #o = :me)" if owner else ")"
-        try:
-            got = self.client.update_item(
-                TableName=self.table,
-                Key=self._run_key(run_id, self._chain_sk(chain)),
-                UpdateExpression="SET epoch = epoch + :one, lease_until = :d, #o = :me",
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#s": "state", "#o": "owner"},
-                ExpressionAttributeValues=_item(values),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise StoreError("UpdateItem", exc.response["Error"]["Code"], str(exc)) from exc
-        return self._chain_state(_plain(got["Attributes"]))
+        got = self._conditional(
+            "update_item",
+            TableName=self.table,
+            Key=self._run_key(run_id, self._chain_sk(chain)),
+            UpdateExpression="SET epoch = epoch + :one, lease_until = :d, #o = :me",
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#s": "state", "#o": "owner"},
+            ExpressionAttributeValues=_item(values),
+            ReturnValues="ALL_NEW",
+        )
+        return None if got is None else self._chain_state(_plain(got["Attributes"]))
 
     @staticmethod
     def _chain_state(item: Mapping[str, Any]) -> ChainState:
