@@ -9,27 +9,21 @@ Playwright with ``executable_path``; skipped only if /usr/bin/chromium is absent
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 
 from approval_support import (
     BUCKET,
-    MAIL_FROM,
     REGION,
-    REQUESTS,
-    SUBSCRIPTIONS,
-    create_table,
+    deploy_handler_env,
     parse_mail,
+    provision,
     read_object,
 )
-
-from pushpipe import topology as t
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -68,23 +62,10 @@ def approval_api(monkeypatch):
 
     from pushpipe.approval import wiring as approval_wiring
     from pushpipe_local.audiences import audience_bytes, recipient
-    from pushpipe_local.pings_fixtures import SIGNING_SECRET_VALUE, serve_lambda
+    from pushpipe_local.pings_fixtures import serve_lambda
 
     with mock_aws():
-        ddb = boto3.client("dynamodb", region_name=REGION)
-        create_table(ddb, t.REQUESTS_TABLE, REQUESTS)
-        create_table(ddb, t.SUBSCRIPTIONS_TABLE, SUBSCRIPTIONS)
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        boto3.client("sesv2", region_name=REGION).create_email_identity(EmailIdentity=MAIL_FROM)
-        sm = boto3.client("secretsmanager", region_name=REGION)
-        sm.create_secret(Name="signing", SecretString=json.dumps(SIGNING_SECRET_VALUE))
-        sm.create_secret(
-            Name="vapid", SecretString=json.dumps({"public_key": "B", "private_key": "x"})
-        )
-        sm.create_secret(
-            Name="tenants", SecretString=json.dumps({"tenants": {"acme": {"report_keys": [KEY]}}})
-        )
+        _, s3 = provision()
         keys = {"p256dh": "B" + "A" * 86, "auth": "A" * 22}
         s3.put_object(
             Bucket=BUCKET,
@@ -104,23 +85,9 @@ def approval_api(monkeypatch):
         from functions.approval.handler import handler
 
         server, url, _ = serve_lambda(handler)
-        env = {
-            t.ENV_REQUESTS_TABLE: REQUESTS,
-            t.ENV_AUDIENCE_BUCKET: BUCKET,
-            t.ENV_SUBSCRIPTIONS_TABLE: SUBSCRIPTIONS,
-            t.ENV_SIGNING_SECRET: "signing",
-            t.ENV_VAPID_SECRET: "vapid",
-            t.ENV_VAPID_SUBJECT: "mailto:ops@example.com",
-            t.ENV_TENANT_SECRET: "tenants",
-            t.ENV_MAIL_FROM: MAIL_FROM,
-            t.ENV_APPROVER_EMAILS: "alice@example.com,bob@example.com",
-            t.ENV_PUBLIC_API_URL: url + "/",
-            t.ENV_PING_URL: url + "/v1/pings",
-            t.ENV_APPROVAL_FUNCTION: "approval",
-            "AWS_DEFAULT_REGION": REGION,
-        }
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
+        deploy_handler_env(
+            monkeypatch, url, "alice@example.com,bob@example.com", {"acme": KEY}, vapid_public="B"
+        )
         approval_wiring.reset()
         queue = Queue()
         approval_wiring.wiring().ports.invoker = queue

@@ -172,14 +172,55 @@ def token_of(link: str) -> str:
     return parse_qs(urlsplit(link).query)["t"][0]
 
 
-def make_env(approvers: tuple[str, ...] = APPROVERS, required: int = 1) -> Env:
-    """Call inside ``mock_aws()``."""
+def provision() -> tuple[Any, Any]:
+    """The approval function's tables, bucket and SES identity. Call inside ``mock_aws()``;
+    returns the DynamoDB and S3 clients."""
     ddb = boto3.client("dynamodb", region_name=REGION)
     create_table(ddb, t.REQUESTS_TABLE, REQUESTS)
     create_table(ddb, t.SUBSCRIPTIONS_TABLE, SUBSCRIPTIONS)
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET)
     boto3.client("sesv2", region_name=REGION).create_email_identity(EmailIdentity=MAIL_FROM)
+    return ddb, s3
+
+
+def deploy_handler_env(
+    monkeypatch, api_url: str, approvers: str, report_keys: dict[str, str], vapid_public: str
+) -> None:
+    """Secrets and environment for the approval handler itself, as the stack sets them.
+    Call inside ``mock_aws()`` after ``provision()``."""
+    from pushpipe_local.pings_fixtures import SIGNING_SECRET_VALUE
+
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    sm.create_secret(Name="signing", SecretString=json.dumps(SIGNING_SECRET_VALUE))
+    sm.create_secret(
+        Name="vapid", SecretString=json.dumps({"public_key": vapid_public, "private_key": "x"})
+    )
+    tenants = {tenant: {"report_keys": [key]} for tenant, key in report_keys.items()}
+    sm.create_secret(Name="tenants", SecretString=json.dumps({"tenants": tenants}))
+    env = {
+        t.ENV_REQUESTS_TABLE: REQUESTS,
+        t.ENV_AUDIENCE_BUCKET: BUCKET,
+        t.ENV_SUBSCRIPTIONS_TABLE: SUBSCRIPTIONS,
+        t.ENV_SIGNING_SECRET: "signing",
+        t.ENV_VAPID_SECRET: "vapid",
+        t.ENV_VAPID_SUBJECT: "mailto:ops@example.com",
+        t.ENV_TENANT_SECRET: "tenants",
+        t.ENV_MAIL_FROM: MAIL_FROM,
+        t.ENV_APPROVER_EMAILS: approvers,
+        t.ENV_PUBLIC_API_URL: api_url + "/",
+        t.ENV_PING_URL: api_url + "/v1/pings",
+        t.ENV_APPROVAL_FUNCTION: "approval",
+        "AWS_DEFAULT_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "1",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+
+def make_env(approvers: tuple[str, ...] = APPROVERS, required: int = 1) -> Env:
+    """Call inside ``mock_aws()``."""
+    ddb, s3 = provision()
     invoker, sender, clock = RecordingInvoker(), RecordingSender(), Clock()
     ports = ApprovalPorts(
         store=RequestStore(REQUESTS, ddb),

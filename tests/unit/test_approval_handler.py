@@ -7,27 +7,22 @@ from __future__ import annotations
 import json
 from urllib.parse import urlencode
 
-import boto3
 import pytest
 from approval_support import (
     BUCKET,
-    MAIL_FROM,
     REGION,
-    REQUESTS,
-    SUBSCRIPTIONS,
-    create_table,
+    deploy_handler_env,
     parse_mail,
+    provision,
     token_of,
 )
 from moto import mock_aws
 
-from pushpipe import topology as t
 from pushpipe.approval import wiring as approval_wiring
 from pushpipe.approval.links import new_claims, sign_link
 from pushpipe.approval.models import Action
 from pushpipe_local.audiences import audience_bytes, recipient
 from pushpipe_local.pings_fixtures import (
-    SIGNING_SECRET_VALUE,
     FakeContext,
     http_event,
     signing_keys,
@@ -49,46 +44,14 @@ class Invocations:
 @pytest.fixture
 def api(monkeypatch):
     with mock_aws():
-        ddb = boto3.client("dynamodb", region_name=REGION)
-        create_table(ddb, t.REQUESTS_TABLE, REQUESTS)
-        create_table(ddb, t.SUBSCRIPTIONS_TABLE, SUBSCRIPTIONS)
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        boto3.client("sesv2", region_name=REGION).create_email_identity(EmailIdentity=MAIL_FROM)
-        sm = boto3.client("secretsmanager", region_name=REGION)
-        sm.create_secret(Name="signing", SecretString=json.dumps(SIGNING_SECRET_VALUE))
-        sm.create_secret(
-            Name="vapid", SecretString=json.dumps({"public_key": "BPUB", "private_key": "x"})
+        _, s3 = provision()
+        deploy_handler_env(
+            monkeypatch,
+            "https://api.example",
+            APPROVERS,
+            {"acme": KEY, "globex": OTHER_KEY},
+            vapid_public="BPUB",
         )
-        sm.create_secret(
-            Name="tenants",
-            SecretString=json.dumps(
-                {
-                    "tenants": {
-                        "acme": {"report_keys": [KEY]},
-                        "globex": {"report_keys": [OTHER_KEY]},
-                    }
-                }
-            ),
-        )
-        env = {
-            t.ENV_REQUESTS_TABLE: REQUESTS,
-            t.ENV_AUDIENCE_BUCKET: BUCKET,
-            t.ENV_SUBSCRIPTIONS_TABLE: SUBSCRIPTIONS,
-            t.ENV_SIGNING_SECRET: "signing",
-            t.ENV_VAPID_SECRET: "vapid",
-            t.ENV_VAPID_SUBJECT: "mailto:ops@example.com",
-            t.ENV_TENANT_SECRET: "tenants",
-            t.ENV_MAIL_FROM: MAIL_FROM,
-            t.ENV_APPROVER_EMAILS: APPROVERS,
-            t.ENV_PUBLIC_API_URL: "https://api.example/",
-            t.ENV_PING_URL: "https://api.example/v1/pings",
-            t.ENV_APPROVAL_FUNCTION: "approval",
-            "AWS_DEFAULT_REGION": REGION,
-            "POWERTOOLS_TRACE_DISABLED": "1",
-        }
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
         approval_wiring.reset()
         calls = Invocations()
         w = approval_wiring.wiring()
