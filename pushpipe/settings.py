@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
 from pushpipe import topology as t
 from pushpipe.errors import ConfigurationError
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class SendSettings(BaseModel):
@@ -34,6 +37,14 @@ class SendSettings(BaseModel):
     sweep_grace_ms: int = Field(default=60_000, ge=0)
     counters_table: str | None = None
     subscriptions_table: str | None = None
+
+
+def _load(model: type[_M], raw: dict[str, Any], function: str) -> _M:
+    """Validate a function's settings once, with a message that names the function."""
+    try:
+        return model.model_validate({k: v for k, v in raw.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigurationError(f"{function} settings are invalid: {exc}") from exc
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -65,10 +76,7 @@ def send_settings() -> SendSettings:
             x.strip() for x in (_env(t.ENV_ALLOW_LIST, "") or "").split(",") if x.strip()
         ),
     }
-    try:
-        return SendSettings.model_validate({k: v for k, v in raw.items() if v is not None})
-    except ValidationError as exc:
-        raise ConfigurationError(f"send_batch settings are invalid: {exc}") from exc
+    return _load(SendSettings, raw, "send_batch")
 
 
 # --- issue 3: ping_handler (pings, orders, reports, subscriptions) and aggregate --------
@@ -91,10 +99,7 @@ def ping_api_settings() -> PingApiSettings:
         "tenant_secret": _env(t.ENV_TENANT_SECRET),
         "max_ping_bytes": _env(t.ENV_MAX_PING_BYTES, "16384"),
     }
-    try:
-        return PingApiSettings.model_validate({k: v for k, v in raw.items() if v is not None})
-    except ValidationError as exc:
-        raise ConfigurationError(f"ping_handler settings are invalid: {exc}") from exc
+    return _load(PingApiSettings, raw, "ping_handler")
 
 
 class AggregateSettings(BaseModel):
@@ -108,10 +113,7 @@ def aggregate_settings() -> AggregateSettings:
         "counters_table": _env(t.ENV_COUNTERS_TABLE),
         "shard_prefix": _env(t.ENV_COUNTER_SHARD_PREFIX, "k"),
     }
-    try:
-        return AggregateSettings.model_validate({k: v for k, v in raw.items() if v is not None})
-    except ValidationError as exc:
-        raise ConfigurationError(f"aggregate settings are invalid: {exc}") from exc
+    return _load(AggregateSettings, raw, "aggregate")
 
 
 # --- issue 4: approval (ad-hoc requests) and scheduler ------------------------------------
@@ -161,10 +163,7 @@ def approval_settings() -> ApprovalSettings:
         "ping_url": _env(t.ENV_PING_URL),
         "function_name": _env(t.ENV_APPROVAL_FUNCTION),
     }
-    try:
-        return ApprovalSettings.model_validate({k: v for k, v in raw.items() if v is not None})
-    except ValidationError as exc:
-        raise ConfigurationError(f"approval settings are invalid: {exc}") from exc
+    return _load(ApprovalSettings, raw, "approval")
 
 
 class SchedulerSettings(BaseModel):
@@ -184,7 +183,4 @@ def scheduler_settings() -> SchedulerSettings:
         "counters_table": _env(t.ENV_COUNTERS_TABLE),
         "tenant_secret": _env(t.ENV_TENANT_SECRET),
     }
-    try:
-        return SchedulerSettings.model_validate({k: v for k, v in raw.items() if v is not None})
-    except ValidationError as exc:
-        raise ConfigurationError(f"scheduler settings are invalid: {exc}") from exc
+    return _load(SchedulerSettings, raw, "scheduler")
