@@ -32,13 +32,13 @@ from pathlib import Path
 import boto3
 from moto import mock_aws
 
-from pushpipe import ping_wiring
 from pushpipe import topology as t
-from pushpipe.counters import CounterStore
-from pushpipe.counters import _CampaignSeen as _seen_state
-from pushpipe.pings import PingRecord, aggregate_batch
-from pushpipe.tokens import notification_id
-from pushpipe_local.pings_fixtures import (
+from pushpipe.pings import wiring as ping_wiring
+from pushpipe.pings.counters import CounterStore
+from pushpipe.pings.counters import _CampaignSeen as _seen_state
+from pushpipe.pings.ingest import PingRecord, aggregate_batch
+from pushpipe.shared.tokens import notification_id
+from tests.support.pings import (
     REGION,
     TENANTS,
     FakeContext,

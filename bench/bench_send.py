@@ -40,12 +40,12 @@ from pathlib import Path
 import pywebpush
 from py_vapid import Vapid02
 
-from pushpipe import audience
+from pushpipe.audience import format as audience
 from pushpipe.push.models import PushMessage
 from pushpipe.push.sender import WebPushSender
 from pushpipe.push.vapid import VapidSigner, generate_vapid_keypair
-from pushpipe_local.audiences import demo_campaign, recipient, write_audience
-from pushpipe_local.pushservice import start_pushservice_process
+from pushpipe_local.pushservice.service import start_pushservice_process
+from pushpipe_local.sim.audiences import demo_campaign, recipient, write_audience
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,7 +176,7 @@ def _audience_file(path: Path, n: int, subs: list[dict]) -> None:
 
 def memory(n_small: int, n_large: int) -> dict:
     from pushpipe import topology as t
-    from pushpipe_local.cloud import LocalCloud, LocalOptions, physical_name
+    from pushpipe_local.cloud.cloud import LocalCloud, LocalOptions, physical_name
 
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,9 +212,9 @@ def memory(n_small: int, n_large: int) -> dict:
 
 _INVOCATION = r"""
 import json, resource, sys, time
-from pushpipe import sending
-from pushpipe.runs import Cursor, run_id_for
-from pushpipe.send_wiring import send_config, send_ports
+from pushpipe.sending import service as sending
+from pushpipe.sending.runs import Cursor, run_id_for
+from pushpipe.sending.wiring import send_config, send_ports
 bucket, key, etag, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 ports, config = send_ports(), send_config()
 class _Chains:  # the bench drives chain 0 itself; the other chains are not started
@@ -279,8 +279,8 @@ def _naive_rss(path: Path) -> float:
 # ---------------------------------------------------------------------------------------
 def local_cloud_numbers(recipients: int, repeats: int) -> dict:
     from pushpipe import topology as t
-    from pushpipe.runs import RunStore, run_id_for
-    from pushpipe_local.cloud import LocalCloud, LocalOptions, physical_name
+    from pushpipe.sending.runs import RunStore, run_id_for
+    from pushpipe_local.cloud.cloud import LocalCloud, LocalOptions, physical_name
 
     firsts, chain_rates = [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,10 +16,10 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pushpipe.observability import logger, metrics, tracer
-from pushpipe.ping_wiring import counter_store
-from pushpipe.pings import PingRecord, aggregate_batch, parse_record_line
-from pushpipe.settings import aggregate_settings
+from pushpipe.pings.ingest import PingRecord, aggregate_batch, parse_record_line
+from pushpipe.pings.wiring import counter_store
+from pushpipe.shared.observability import logger, metrics, tracer
+from pushpipe.shared.settings import aggregate_settings
 
 processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
 

@@ -28,9 +28,9 @@ from pushpipe.approval.models import (
 )
 from pushpipe.approval.service import inspect, payload_previews, perform, submit
 from pushpipe.approval.wiring import wiring
-from pushpipe.errors import ConfigurationError, StoreError
-from pushpipe.observability import logger, metrics
-from pushpipe.tenants import Forbidden, NotAuthenticated
+from pushpipe.shared.errors import ConfigurationError, StoreError
+from pushpipe.shared.observability import logger, metrics
+from pushpipe.shared.tenants import Forbidden, NotAuthenticated
 
 app = APIGatewayHttpResolver()
 

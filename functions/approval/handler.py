@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.approval.app import app
 from pushpipe.approval.service import prepare, release, sweep
 from pushpipe.approval.wiring import wiring
-from pushpipe.observability import logger, metrics, tracer
+from pushpipe.shared.observability import logger, metrics, tracer
 
 MAX_BODY_BYTES = 64 * 1024
 

@@ -23,20 +23,20 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
 from pydantic import BaseModel
 
-from pushpipe.attribution import OrderIn, OrderResult, record_order
-from pushpipe.errors import ConfigurationError, InvalidSubscription, StoreError
-from pushpipe.observability import logger, metrics
-from pushpipe.ping_wiring import api_ports
-from pushpipe.pings import PingAccepted, PingBatchIn, PingIn, PingStreamError, accept_pings
-from pushpipe.reports import CampaignReport, build_report
-from pushpipe.subscriptions import SubscribeIn, subscription_from_request
-from pushpipe.tenants import (
+from pushpipe.pings.attribution import OrderIn, OrderResult, record_order
+from pushpipe.pings.ingest import PingAccepted, PingBatchIn, PingIn, PingStreamError, accept_pings
+from pushpipe.pings.reports import CampaignReport, build_report
+from pushpipe.pings.wiring import api_ports
+from pushpipe.shared.errors import ConfigurationError, InvalidSubscription, StoreError
+from pushpipe.shared.observability import logger, metrics
+from pushpipe.shared.tenants import (
     WEBHOOK_SIGNATURE_HEADER,
     WEBHOOK_TENANT_HEADER,
     Forbidden,
     NotAuthenticated,
 )
-from pushpipe.tokens import TokenExpired, TokenInvalid
+from pushpipe.shared.tokens import TokenExpired, TokenInvalid
+from pushpipe.subscriptions.store import SubscribeIn, subscription_from_request
 
 cors = CORSConfig(
     allow_origin="*",  # pings and subscriptions come from every shop's domain

@@ -15,8 +15,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.ping_handler.app import app
-from pushpipe.observability import logger, metrics, tracer
-from pushpipe.ping_wiring import api_ports
+from pushpipe.pings.wiring import api_ports
+from pushpipe.shared.observability import logger, metrics, tracer
 
 PLAIN_JSON_PATHS = ("/v1/pings",)
 MAX_OTHER_BODY_BYTES = 64 * 1024

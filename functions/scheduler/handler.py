@@ -17,12 +17,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from pushpipe.approval.release import AudienceWriter
-from pushpipe.counters import CounterStore
-from pushpipe.errors import StoreError
-from pushpipe.observability import logger, metrics, tracer
-from pushpipe.scheduled import SchedulerPorts, check_definitions, run_scheduled
-from pushpipe.settings import scheduler_settings
-from pushpipe.subscriptions import SubscriptionStore
+from pushpipe.pings.counters import CounterStore
+from pushpipe.scheduled.definitions import SchedulerPorts, check_definitions, run_scheduled
+from pushpipe.shared.errors import StoreError
+from pushpipe.shared.observability import logger, metrics, tracer
+from pushpipe.shared.settings import scheduler_settings
+from pushpipe.subscriptions.store import SubscriptionStore
 
 SECRET_MAX_AGE_S = 300
 

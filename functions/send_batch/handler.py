@@ -20,10 +20,10 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from pushpipe.observability import logger, metrics, tracer
-from pushpipe.runs import Cursor
-from pushpipe.send_wiring import send_config, send_ports, warm
-from pushpipe.sending import admit, run_chain, sweep
+from pushpipe.sending.runs import Cursor
+from pushpipe.sending.service import admit, run_chain, sweep
+from pushpipe.sending.wiring import send_config, send_ports, warm
+from pushpipe.shared.observability import logger, metrics, tracer
 
 processor = BatchProcessor(event_type=EventType.SQS)
 warm()

@@ -8,10 +8,10 @@ ever in the repository, the template or the CDK output:
 - ``vapid``: ``{"private_key": "<PEM>", "public_key": "<base64url application server key>"}``
   (a fresh P-256 key pair; the public key is what browsers pass to ``subscribe``).
 - ``hmac``: ``{"active": "k1", "keys": {"k1": "<base64url 32 random bytes>"}}``
-  (the format ``pushpipe.tokens.SigningKeys.from_secret`` reads).
+  (the format ``pushpipe.shared.tokens.SigningKeys.from_secret`` reads).
 - ``json``: ``{}`` (filled by the operator), except the tenant directory (the resource
   passes ``Tenants``): ``{"tenants": {"<id>": {"report_keys": ["<key>"],
-  "webhook_secret": "<secret>", "attribution_window_h": 24}}}`` (``pushpipe.tenants``).
+  "webhook_secret": "<secret>", "attribution_window_h": 24}}}`` (``pushpipe.shared.tenants``).
 
 A secret that already holds a seeded value is never overwritten: replacing the VAPID
 key would orphan every browser subscription. The one exception is additive: a tenant
@@ -48,7 +48,7 @@ def initial_value(kind: str) -> dict[str, Any]:
         VapidSigner(private_pem, "mailto:seed@example.com")
         return {"private_key": private_pem, "public_key": public_key}
     if kind == "hmac":
-        from pushpipe.tokens import SigningKeys
+        from pushpipe.shared.tokens import SigningKeys
 
         value = {"active": "k1", "keys": {"k1": _b64url(secrets.token_bytes(32))}}
         SigningKeys.from_secret(value)
@@ -59,8 +59,8 @@ def initial_value(kind: str) -> dict[str, Any]:
 
 
 def tenant_entry() -> dict[str, Any]:
-    """Fresh credentials for one tenant, in the shape ``pushpipe.tenants`` validates."""
-    from pushpipe.tenants import TenantConfig
+    """Fresh credentials for one tenant, in the shape ``pushpipe.shared.tenants`` validates."""
+    from pushpipe.shared.tenants import TenantConfig
 
     entry = {
         "report_keys": [secrets.token_urlsafe(32)],

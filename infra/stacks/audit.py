@@ -16,7 +16,7 @@ from constructs import Construct
 from infra.stacks.config import DeployConfig
 from infra.stacks.names import cid
 from infra.stacks.storage import secure_bucket
-from pushpipe.audit import schema
+from pushpipe.pings import audit as schema
 
 RESULTS_EXPIRE_DAYS = 30
 BYTES_SCANNED_CUTOFF = 100 * 1024**3  # 100 GB per query: a runaway query costs at most ~$0.50

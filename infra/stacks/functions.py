@@ -33,7 +33,7 @@ from infra.stacks.nag import acknowledge
 from infra.stacks.names import cid, function_name
 from infra.stacks.storage import failure_queue
 from pushpipe import topology as t
-from pushpipe.observability import NAMESPACE, SERVICE
+from pushpipe.shared.observability import NAMESPACE, SERVICE
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.ARM_64

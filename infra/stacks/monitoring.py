@@ -24,7 +24,7 @@ from infra.stacks.api import HttpApi
 from infra.stacks.config import DeployConfig
 from infra.stacks.functions import PushpipeFunction
 from infra.stacks.names import cid
-from pushpipe.observability import NAMESPACE, SERVICE
+from pushpipe.shared.observability import NAMESPACE, SERVICE
 
 # EMF metric names the alarms read; the functions emit them with Powertools
 # (``metrics.add_metric(name=..., unit="Count", ...)``, no extra dimensions).

@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from pushpipe.approval.models import Action, LinkExpired, LinkInvalid
-from pushpipe.tokens import SigningKeys
+from pushpipe.shared.tokens import SigningKeys
 
 VERSION = "a1"
 _PURPOSE = b"pushpipe approval links v1"

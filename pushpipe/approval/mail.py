@@ -20,7 +20,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from pushpipe.approval.models import ApprovalRequest, FileAudience
-from pushpipe.errors import StoreError
+from pushpipe.shared.errors import StoreError
 
 
 @dataclass(frozen=True)

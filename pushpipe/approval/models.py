@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pushpipe.audience import CampaignHeader
-from pushpipe.errors import AudienceRejected, PushpipeError
+from pushpipe.audience.format import CampaignHeader
+from pushpipe.shared.errors import AudienceRejected, PushpipeError
 
 EMAIL = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"

@@ -21,9 +21,15 @@ import boto3
 import ijson
 from botocore.exceptions import ClientError
 
-from pushpipe.audience import FORMAT, Malformed, iter_recipients, read_header, scan_recipients
-from pushpipe.errors import AudienceRejected, StoreError
-from pushpipe.subscriptions import SubscriptionStore
+from pushpipe.audience.format import (
+    FORMAT,
+    Malformed,
+    iter_recipients,
+    read_header,
+    scan_recipients,
+)
+from pushpipe.shared.errors import AudienceRejected, StoreError
+from pushpipe.subscriptions.store import SubscriptionStore
 
 PART_BYTES = 8 * 1024 * 1024  # S3 needs at least 5 MiB per part but the last
 

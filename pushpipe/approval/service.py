@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from pushpipe.adapters import AudienceObjects, SelfInvoker
 from pushpipe.approval.links import LinkClaims, new_claims, sign_link, verify_link
 from pushpipe.approval.mail import (
     Links,
@@ -64,13 +63,14 @@ from pushpipe.approval.release import (
     segment_recipients,
 )
 from pushpipe.approval.store import SYSTEM, RequestStore
-from pushpipe.audience import Recipient
-from pushpipe.errors import AudienceChanged, AudienceRejected, PayloadTooLarge, StoreError
-from pushpipe.observability import logger, metrics
-from pushpipe.payloads import PayloadBuilder, message_for
+from pushpipe.audience.format import Recipient
+from pushpipe.audience.payloads import PayloadBuilder, message_for
 from pushpipe.push.models import Outcome, PushMessage, SendResult
-from pushpipe.subscriptions import SubscriptionStore
-from pushpipe.tokens import SigningKeys
+from pushpipe.shared.aws import AudienceObjects, SelfInvoker
+from pushpipe.shared.errors import AudienceChanged, AudienceRejected, PayloadTooLarge, StoreError
+from pushpipe.shared.observability import logger, metrics
+from pushpipe.shared.tokens import SigningKeys
+from pushpipe.subscriptions.store import SubscriptionStore
 
 REQUESTS_SUBPREFIX = "requests/"
 

@@ -45,7 +45,7 @@ from pushpipe.approval.models import (
     Stage,
     State,
 )
-from pushpipe.errors import StoreError
+from pushpipe.shared.errors import StoreError
 
 OPEN = "OPEN"
 OPEN_INDEX = "open"

@@ -9,16 +9,16 @@ from functools import lru_cache
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from pushpipe.adapters import AudienceObjects, SelfInvoker
 from pushpipe.approval.mail import Mailer
 from pushpipe.approval.release import AudienceWriter
 from pushpipe.approval.service import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.store import RequestStore
-from pushpipe.errors import ConfigurationError
-from pushpipe.settings import approval_settings
-from pushpipe.subscriptions import SubscriptionStore
-from pushpipe.tenants import TenantDirectory
-from pushpipe.tokens import SigningKeys
+from pushpipe.shared.aws import AudienceObjects, SelfInvoker
+from pushpipe.shared.errors import ConfigurationError
+from pushpipe.shared.settings import approval_settings
+from pushpipe.shared.tenants import TenantDirectory
+from pushpipe.shared.tokens import SigningKeys
+from pushpipe.subscriptions.store import SubscriptionStore
 
 SECRET_MAX_AGE_S = 300
 

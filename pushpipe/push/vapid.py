@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02, VapidException
 from py_vapid.utils import b64urlencode
 
-from pushpipe.errors import ConfigurationError
+from pushpipe.shared.errors import ConfigurationError
 
 MAX_LIFETIME_S = 24 * 3600  # RFC 8292 section 2: exp no more than 24 hours ahead
 DEFAULT_LIFETIME_S = 12 * 3600

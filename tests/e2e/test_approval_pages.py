@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 
-from approval_support import (
+from tests.support.approval import (
     BUCKET,
     REGION,
     deploy_handler_env,
@@ -61,8 +61,8 @@ def approval_api(monkeypatch):
     from moto import mock_aws
 
     from pushpipe.approval import wiring as approval_wiring
-    from pushpipe_local.audiences import audience_bytes, recipient
-    from pushpipe_local.pings_fixtures import serve_lambda
+    from pushpipe_local.sim.audiences import audience_bytes, recipient
+    from tests.support.pings import serve_lambda
 
     with mock_aws():
         _, s3 = provision()

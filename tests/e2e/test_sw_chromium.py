@@ -53,8 +53,8 @@ def _serve(handler) -> tuple[ThreadingHTTPServer, str]:
 def local_api():
     from moto import mock_aws
 
-    from pushpipe import ping_wiring
-    from pushpipe_local.pings_fixtures import provision, serve_lambda, set_env
+    from pushpipe.pings import wiring as ping_wiring
+    from tests.support.pings import provision, serve_lambda, set_env
 
     with mock_aws():
         p = provision("e2e")
@@ -78,7 +78,7 @@ def shop():
 def test_a_push_delivered_by_cdp_is_shown_and_pinged(local_api, shop):
     from playwright.sync_api import sync_playwright
 
-    from pushpipe_local.pings_fixtures import read_stream, token
+    from tests.support.pings import read_stream, token
 
     p, api_url, seen = local_api
     tok, nid = token(tenant="acme", campaign="spring", variant="b", subscriber="browser-1")

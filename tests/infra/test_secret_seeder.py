@@ -10,8 +10,8 @@ from moto import mock_aws
 
 from infra.runtime import secret_seeder
 from pushpipe.push.vapid import VapidSigner
-from pushpipe.tenants import TenantDirectory
-from pushpipe.tokens import SigningKeys
+from pushpipe.shared.tenants import TenantDirectory
+from pushpipe.shared.tokens import SigningKeys
 
 PLACEHOLDER = json.dumps(
     {"seeded": False, "placeholder": "Zx81kq0PLm"}

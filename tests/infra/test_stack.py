@@ -13,7 +13,7 @@ from infra.stacks.functions import TABLE_ACTIONS
 from infra.stacks.monitoring import PINGS_REJECTED, SENDS_FAILED
 from infra.stacks.names import cid, function_name
 from pushpipe import topology as t
-from pushpipe.audit import schema
+from pushpipe.pings import audit as schema
 
 STACK = "Pushpipe"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from pushpipe import topology as t
-from pushpipe.runs import FINAL_STATES, RunStore, RunView, run_id_for
-from pushpipe_local.audiences import demo_campaign, recipient, write_audience
-from pushpipe_local.cloud import LocalCloud, LocalOptions, physical_name
+from pushpipe.sending.runs import FINAL_STATES, RunStore, RunView, run_id_for
+from pushpipe_local.cloud.cloud import LocalCloud, LocalOptions, physical_name
+from pushpipe_local.sim.audiences import demo_campaign, recipient, write_audience
 
 # Each invocation works for about 2 s and then hands off, so a chain of a few thousand
 # recipients recurses even on an idle machine; a batch of 500 still has more than 10 s

@@ -12,10 +12,9 @@ from collections import Counter
 import pytest
 
 from pushpipe import topology as t
-from pushpipe.audience import Variant
-from pushpipe.variants import assign
-from pushpipe_local.audiences import recipient, write_audience
-from pushpipe_local.commands_approval import (
+from pushpipe.audience.format import Variant
+from pushpipe.audience.variants import assign
+from pushpipe_local.cli.approval import (
     click,
     local_mails,
     post_request,
@@ -24,7 +23,8 @@ from pushpipe_local.commands_approval import (
     wait_for_mails,
     wait_for_state,
 )
-from pushpipe_local.session import Endpoints
+from pushpipe_local.cli.session import Endpoints
+from pushpipe_local.sim.audiences import recipient, write_audience
 
 from .conftest import SendHarness
 

@@ -11,12 +11,12 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from moto import mock_aws
 
-from pushpipe import ping_wiring
-from pushpipe.counters import CounterStore
-from pushpipe.pings import aggregate_batch, parse_record_line
-from pushpipe.reports import build_report
-from pushpipe_local.browsers import Rates, SimulatedBrowsers
-from pushpipe_local.pings_fixtures import provision, read_stream, serve_lambda, set_env, token
+from pushpipe.pings import wiring as ping_wiring
+from pushpipe.pings.counters import CounterStore
+from pushpipe.pings.ingest import aggregate_batch, parse_record_line
+from pushpipe.pings.reports import build_report
+from pushpipe_local.sim.browsers import Rates, SimulatedBrowsers
+from tests.support.pings import provision, read_stream, serve_lambda, set_env, token
 
 
 class DeliveryLog:

@@ -12,8 +12,8 @@ import random
 import pytest
 from moto import mock_aws
 
-from pushpipe import ping_wiring
-from pushpipe_local.pings_fixtures import (
+from pushpipe.pings import wiring as ping_wiring
+from tests.support.pings import (
     TENANTS,
     FakeContext,
     http_event,

@@ -12,13 +12,13 @@ from collections import Counter
 
 import pytest
 
-from pushpipe.audit.schema import named_query
-from pushpipe_local.audiences import demo_campaign
-from pushpipe_local.browsers import Rates, SimulatedBrowsers
-from pushpipe_local.cloud import physical_name
-from pushpipe_local.commands_pings import ensure_tenant, fetch_report, wait_for_counts
-from pushpipe_local.duckdb_athena import LocalAthena
-from pushpipe_local.session import Endpoints
+from pushpipe.pings.audit import named_query
+from pushpipe_local.cli.pings import ensure_tenant, fetch_report, wait_for_counts
+from pushpipe_local.cli.session import Endpoints
+from pushpipe_local.cloud.athena import LocalAthena
+from pushpipe_local.cloud.cloud import physical_name
+from pushpipe_local.sim.audiences import demo_campaign
+from pushpipe_local.sim.browsers import Rates, SimulatedBrowsers
 
 from .conftest import SendHarness
 
@@ -37,7 +37,7 @@ def _tenants(local_cloud) -> dict:
 def on_stream(ep: Endpoints, campaign: str) -> dict:
     """Unique notifications per (variant, type) on the pings stream: tells a ping the
     stream lost from one the counters lost."""
-    from pushpipe_local.pings_fixtures import read_stream
+    from tests.support.pings import read_stream
 
     seen: dict[tuple[str, str], set] = {}
     for r in read_stream(physical_name("stream", "pings"), ep.client("kinesis")):

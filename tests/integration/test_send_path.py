@@ -8,7 +8,7 @@ import json
 import time
 from collections import Counter
 
-from pushpipe_local.audiences import demo_campaign
+from pushpipe_local.sim.audiences import demo_campaign
 
 from .conftest import SendHarness
 
@@ -206,8 +206,8 @@ def test_a_duplicate_s3_event_starts_no_second_send(send, campaign_id):
 
 
 def test_outcomes_land_in_the_campaign_counters_per_variant_once(send, campaign_id):
-    from pushpipe.counters import CounterStore
-    from pushpipe_local.cloud import physical_name
+    from pushpipe.pings.counters import CounterStore
+    from pushpipe_local.cloud.cloud import physical_name
 
     subs = send.subscribers(1_000)
     gone = [s["id"] for s in subs[:40]]
@@ -232,8 +232,8 @@ def test_outcomes_land_in_the_campaign_counters_per_variant_once(send, campaign_
         by_metric[metric] += n
     # every outcome counted exactly once, and the same numbers as the run record
     assert by_metric["sent"] == view.counts["sent"] == _receptions_count(send, campaign_id)
-    from pushpipe.audience import Variant
-    from pushpipe.variants import assign
+    from pushpipe.audience.format import Variant
+    from pushpipe.audience.variants import assign
 
     split = (Variant("A", 45, {}), Variant("B", 45, {}))
     gone_and_pushed = sum(assign(campaign_id, s, split, 10) != "control" for s in gone)

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from pushpipe_local.audiences import demo_campaign
+from pushpipe_local.sim.audiences import demo_campaign
 
 pytestmark = pytest.mark.slow
 

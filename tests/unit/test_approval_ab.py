@@ -12,21 +12,21 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pushpipe import sending
 from pushpipe import topology as t
-from pushpipe.adapters import ArchiveStream, AudienceObjects
-from pushpipe.attribution import OrderIn, record_order
-from pushpipe.audience import Variant
-from pushpipe.counters import CounterStore, send_counter_items
-from pushpipe.exposures import exposure_items, subscriber_hash
+from pushpipe.audience.format import Variant
+from pushpipe.audience.variants import assign
+from pushpipe.pings.attribution import OrderIn, record_order
+from pushpipe.pings.counters import CounterStore, send_counter_items
+from pushpipe.pings.exposures import exposure_items, subscriber_hash
+from pushpipe.pings.reports import build_report
 from pushpipe.push.models import Outcome, PushMessage, SendResult
-from pushpipe.reports import build_report
-from pushpipe.runs import RunStore
-from pushpipe.sending import SendConfig, SendPorts, admit, run_chain
-from pushpipe.tokens import SigningKeys
-from pushpipe.variants import assign
-from pushpipe_local.audiences import audience_bytes, demo_campaign
-from pushpipe_local.provision import create_table
+from pushpipe.sending import service as sending
+from pushpipe.sending.runs import RunStore
+from pushpipe.sending.service import SendConfig, SendPorts, admit, run_chain
+from pushpipe.shared.aws import ArchiveStream, AudienceObjects
+from pushpipe.shared.tokens import SigningKeys
+from pushpipe_local.cloud.provision import create_table
+from pushpipe_local.sim.audiences import audience_bytes, demo_campaign
 
 REGION = "us-east-1"
 P256DH, AUTH = "B" + "A" * 86, "A" * 22

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from approval_support import APPROVERS, BUCKET, KEYS, make_env, read_object, real_keys, token_of
 from moto import mock_aws
 
 from pushpipe.approval.links import LinkClaims, new_claims, sign_link
@@ -33,7 +32,16 @@ from pushpipe.approval.service import (
     submit,
     sweep,
 )
-from pushpipe.subscriptions import Subscription, SubscriptionKeys
+from pushpipe.subscriptions.store import Subscription, SubscriptionKeys
+from tests.support.approval import (
+    APPROVERS,
+    BUCKET,
+    KEYS,
+    make_env,
+    read_object,
+    real_keys,
+    token_of,
+)
 
 REQUESTER = "mallory.marketing@example.com"
 
@@ -247,7 +255,7 @@ def test_forged_links_change_nothing(env):
         with pytest.raises(LinkInvalid):
             perform(token, env.ports, env.config)
     # a link signed with another key (as an attacker would) is refused too
-    from pushpipe.tokens import SigningKeys
+    from pushpipe.shared.tokens import SigningKeys
 
     other = SigningKeys.from_secret({"active": "k1", "keys": {"k1": "Z" * 43}})
     claims_ok = LinkClaims(req.id, "alice@example.com", "approve", int(env.clock.now) + 60, "x")

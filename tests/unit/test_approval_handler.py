@@ -8,7 +8,13 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-from approval_support import (
+from moto import mock_aws
+
+from pushpipe.approval import wiring as approval_wiring
+from pushpipe.approval.links import new_claims, sign_link
+from pushpipe.approval.models import Action
+from pushpipe_local.sim.audiences import audience_bytes, recipient
+from tests.support.approval import (
     BUCKET,
     REGION,
     deploy_handler_env,
@@ -16,13 +22,7 @@ from approval_support import (
     provision,
     token_of,
 )
-from moto import mock_aws
-
-from pushpipe.approval import wiring as approval_wiring
-from pushpipe.approval.links import new_claims, sign_link
-from pushpipe.approval.models import Action
-from pushpipe_local.audiences import audience_bytes, recipient
-from pushpipe_local.pings_fixtures import (
+from tests.support.pings import (
     FakeContext,
     http_event,
     signing_keys,

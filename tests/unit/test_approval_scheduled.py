@@ -10,16 +10,21 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from approval_support import real_keys
 from moto import mock_aws
 
 from pushpipe import topology as t
 from pushpipe.approval.release import AudienceWriter
-from pushpipe.audience import iter_recipients, read_header
-from pushpipe.counters import CounterStore
-from pushpipe.scheduled import CAMPAIGNS, SchedulerPorts, check_definitions, run_scheduled
-from pushpipe.subscriptions import Subscription, SubscriptionKeys, SubscriptionStore
-from pushpipe_local.provision import create_table
+from pushpipe.audience.format import iter_recipients, read_header
+from pushpipe.pings.counters import CounterStore
+from pushpipe.scheduled.definitions import (
+    CAMPAIGNS,
+    SchedulerPorts,
+    check_definitions,
+    run_scheduled,
+)
+from pushpipe.subscriptions.store import Subscription, SubscriptionKeys, SubscriptionStore
+from pushpipe_local.cloud.provision import create_table
+from tests.support.approval import real_keys
 
 REGION = "us-east-1"
 BUCKET = "aud"

@@ -10,14 +10,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pushpipe import ping_wiring
-from pushpipe.attribution import OrderIn, record_order
-from pushpipe.counters import CounterStore
-from pushpipe.pings import PingRecord, aggregate_batch
-from pushpipe.reports import build_report
-from pushpipe.tenants import webhook_signature
-from pushpipe.tokens import notification_id
-from pushpipe_local.pings_fixtures import (
+from pushpipe.pings import wiring as ping_wiring
+from pushpipe.pings.attribution import OrderIn, record_order
+from pushpipe.pings.counters import CounterStore
+from pushpipe.pings.ingest import PingRecord, aggregate_batch
+from pushpipe.pings.reports import build_report
+from pushpipe.shared.tenants import webhook_signature
+from pushpipe.shared.tokens import notification_id
+from tests.support.pings import (
     REGION,
     TENANTS,
     FakeContext,

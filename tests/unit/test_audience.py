@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from pushpipe import audience
-from pushpipe.audience import CampaignHeader, Malformed, Recipient
-from pushpipe.errors import AudienceRejected
-from pushpipe_local.audiences import audience_bytes, demo_campaign
+from pushpipe.audience import format as audience
+from pushpipe.audience.format import CampaignHeader, Malformed, Recipient
+from pushpipe.shared.errors import AudienceRejected
+from pushpipe_local.sim.audiences import audience_bytes, demo_campaign
 
 P256DH = "B" + "A" * 86
 AUTH = "A" * 22

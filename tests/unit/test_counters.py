@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pushpipe.counters import (
+from pushpipe.pings.counters import (
     CountedPing,
     CounterKey,
     CounterStore,
@@ -17,10 +17,10 @@ from pushpipe.counters import (
     hour_window,
     send_counter_items,
 )
-from pushpipe.pings import PingRecord, aggregate_batch
-from pushpipe.reports import build_report
-from pushpipe.tokens import notification_id
-from pushpipe_local.pings_fixtures import REGION, provision
+from pushpipe.pings.ingest import PingRecord, aggregate_batch
+from pushpipe.pings.reports import build_report
+from pushpipe.shared.tokens import notification_id
+from tests.support.pings import REGION, provision
 
 NOW = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 

@@ -9,8 +9,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pushpipe.audit.schema import NAMED_QUERIES, PINGS, SENDS, named_query
-from pushpipe_local.duckdb_athena import LocalAthena, QueryError
+from pushpipe.pings.audit import NAMED_QUERIES, PINGS, SENDS, named_query
+from pushpipe_local.cloud.athena import LocalAthena, QueryError
 
 BUCKET = "archive"
 

@@ -10,9 +10,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pushpipe import ping_wiring
-from pushpipe.tokens import PingClaims, SigningKeys, sign
-from pushpipe_local.pings_fixtures import (
+from pushpipe.pings import wiring as ping_wiring
+from pushpipe.shared.tokens import PingClaims, SigningKeys, sign
+from tests.support.pings import (
     REGION,
     FakeContext,
     http_event,

@@ -10,15 +10,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pushpipe import ping_wiring
-from pushpipe.subscriptions import (
+from pushpipe.pings import wiring as ping_wiring
+from pushpipe.subscriptions.store import (
     TOPIC_SHARDS,
     Subscription,
     SubscriptionKeys,
     SubscriptionStore,
     subscription_id,
 )
-from pushpipe_local.pings_fixtures import REGION, FakeContext, http_event, provision, set_env
+from tests.support.pings import REGION, FakeContext, http_event, provision, set_env
 
 
 def b64(raw: bytes) -> str:

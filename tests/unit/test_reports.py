@@ -8,12 +8,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pushpipe import ping_wiring
-from pushpipe.counters import CounterStore, send_counter_items
-from pushpipe.pings import PingRecord, aggregate_batch
-from pushpipe.reports import build_report
-from pushpipe.tokens import notification_id
-from pushpipe_local.pings_fixtures import (
+from pushpipe.pings import wiring as ping_wiring
+from pushpipe.pings.counters import CounterStore, send_counter_items
+from pushpipe.pings.ingest import PingRecord, aggregate_batch
+from pushpipe.pings.reports import build_report
+from pushpipe.shared.tokens import notification_id
+from tests.support.pings import (
     REGION,
     TENANTS,
     FakeContext,

@@ -13,16 +13,16 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pushpipe import sending
 from pushpipe import topology as t
-from pushpipe.adapters import ArchiveStream, AudienceObjects
-from pushpipe.errors import Fenced
 from pushpipe.push.models import Outcome, PushMessage, SendResult
-from pushpipe.runs import RunStore, run_id_for
-from pushpipe.sending import SendConfig, SendPorts, admit, run_chain, sweep
-from pushpipe.tokens import SigningKeys
-from pushpipe_local.audiences import audience_bytes, demo_campaign
-from pushpipe_local.provision import create_table
+from pushpipe.sending import service as sending
+from pushpipe.sending.runs import RunStore, run_id_for
+from pushpipe.sending.service import SendConfig, SendPorts, admit, run_chain, sweep
+from pushpipe.shared.aws import ArchiveStream, AudienceObjects
+from pushpipe.shared.errors import Fenced
+from pushpipe.shared.tokens import SigningKeys
+from pushpipe_local.cloud.provision import create_table
+from pushpipe_local.sim.audiences import audience_bytes, demo_campaign
 
 BUCKET, TABLE, STREAM = "aud", "runs", "sends"
 P256DH, AUTH = "B" + "A" * 86, "A" * 22

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pushpipe import settings
 from pushpipe import topology as t
-from pushpipe.errors import ConfigurationError
+from pushpipe.shared import settings
+from pushpipe.shared.errors import ConfigurationError
 
 
 def test_missing_settings_name_the_function_and_the_field(monkeypatch):

@@ -11,13 +11,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 from py_vapid.jwt import decode as jwt_decode
 
-from pushpipe.errors import ConfigurationError
 from pushpipe.push.vapid import (
     MAX_LIFETIME_S,
     VapidSigner,
     generate_vapid_keypair,
     origin_of,
 )
+from pushpipe.shared.errors import ConfigurationError
 
 SUBJECT = "mailto:ops@example.com"
 T0 = 1_800_000_000.0

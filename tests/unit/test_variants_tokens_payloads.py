@@ -8,13 +8,13 @@ from dataclasses import asdict
 
 import pytest
 
-from pushpipe import tokens
-from pushpipe.audience import CampaignHeader, Recipient, Variant
-from pushpipe.errors import PayloadTooLarge
-from pushpipe.payloads import PayloadBuilder
+from pushpipe.audience.format import CampaignHeader, Recipient, Variant
+from pushpipe.audience.payloads import PayloadBuilder
+from pushpipe.audience.variants import assign
 from pushpipe.push.models import MAX_PLAINTEXT
-from pushpipe.variants import assign
-from pushpipe_local.audiences import demo_campaign
+from pushpipe.shared import tokens
+from pushpipe.shared.errors import PayloadTooLarge
+from pushpipe_local.sim.audiences import demo_campaign
 
 KEYS = tokens.SigningKeys.from_secret({"active": "k1", "keys": {"k1": "a" * 43}})
 

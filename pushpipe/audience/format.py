@@ -1,0 +1,252 @@
+"""Audience files: the documented format, header validation and streaming.
+
+An audience file is one JSON document (schema: ``pushpipe/audience/schemas/audience.schema.json``)::
+
+    {"format": "pushpipe.audience/v1",
+     "campaign": {"id": "spring-sale", "tenant": "shop-1", "message": {...}, ...},
+     "recipients": [{"id": "sub-1", "subscription": {"endpoint": ..., "keys": {...}}}, ...]}
+
+The header (``campaign``) comes first. It is read from the first 64 KiB and validated
+against the JSON Schema; a header that does not validate rejects the whole file before
+anything is sent. Recipients are then streamed with ijson's C backend, never loaded
+whole; a malformed recipient is skipped and counted with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import IO, Any
+
+import ijson
+from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
+
+from pushpipe.shared.errors import AudienceRejected
+
+HEADER_MAX_BYTES = 64 * 1024
+FORMAT = "pushpipe.audience/v1"
+CONTROL = "control"
+
+# Subscriber ids are the tenant's own: any 1-128 printable characters.
+_SUBSCRIBER_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+_LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+# base64url of 65 bytes (an uncompressed P-256 point) and of 16 bytes, padded or not.
+_P256DH = re.compile(r"^B[A-Za-z0-9_-]{86}(=?)$")
+_AUTH = re.compile(r"^[A-Za-z0-9_-]{22}(==)?$")
+
+
+@cache
+def schema() -> dict:
+    text = resources.files("pushpipe.audience").joinpath("schemas/audience.schema.json").read_text()
+    return json.loads(text)
+
+
+@cache
+def _campaign_schema() -> dict:
+    full = schema()
+    return {
+        "$schema": full["$schema"],
+        "definitions": full["definitions"],
+        **full["definitions"]["campaign"],
+    }
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    percent: float
+    message: dict
+
+
+@dataclass(frozen=True)
+class CampaignHeader:
+    id: str
+    tenant: str
+    message: dict
+    ttl: int = 86400
+    urgency: str = "normal"
+    topic: str | None = None
+    variants: tuple[Variant, ...] = ()
+    control_percent: float = 0.0
+    countries: frozenset[str] = field(default_factory=frozenset)
+    dry_run: bool = False
+
+    @classmethod
+    def parse(cls, raw: Any) -> CampaignHeader:
+        """Validate ``raw`` against the schema and the rules a schema cannot say."""
+        if not isinstance(raw, dict):
+            raise AudienceRejected("campaign header must be a JSON object")
+        try:
+            validate(event=raw, schema=_campaign_schema())
+        except SchemaValidationError as exc:
+            detail = re.sub(r"^data\b", "campaign", exc.validation_message or str(exc))
+            raise AudienceRejected(f"campaign header is invalid: {detail}") from exc
+        variants = tuple(
+            Variant(v["id"], float(v["percent"]), v.get("message", {}))
+            for v in raw.get("variants", [])
+        )
+        control = float(raw.get("control_percent", 0))
+        if variants:
+            ids = [v.id for v in variants]
+            if len(set(ids)) != len(ids):
+                raise AudienceRejected("campaign header is invalid: variant ids must be unique")
+            total = sum(v.percent for v in variants) + control
+            if abs(total - 100.0) > 1e-6:
+                raise AudienceRejected(
+                    "campaign header is invalid: variant percents plus control_percent "
+                    f"must add up to 100, got {total:g}"
+                )
+        elif control:
+            raise AudienceRejected(
+                "campaign header is invalid: control_percent needs variants (their percents "
+                "and the control's add up to 100)"
+            )
+        return cls(
+            id=raw["id"],
+            tenant=raw["tenant"],
+            message=raw["message"],
+            ttl=int(raw.get("ttl", 86400)),
+            urgency=raw.get("urgency", "normal"),
+            topic=raw.get("topic"),
+            variants=variants,
+            control_percent=control,
+            countries=frozenset(raw.get("countries", ())),
+            dry_run=bool(raw.get("dry_run", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    index: int  # position in the recipients array, the cursor's unit
+    id: str
+    endpoint: str
+    p256dh: str
+    auth: str
+    language: str | None = None
+    country: str | None = None
+    muted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    index: int
+    reason: str
+
+
+def check_recipient(index: int, raw: Any) -> Recipient | Malformed:
+    """The schema's recipient rules, checked by hand: this runs once per recipient, and
+    a generic validator costs more than the encryption it guards."""
+    if not isinstance(raw, dict):
+        return Malformed(index, "recipient is not an object")
+    rid = raw.get("id")
+    if not isinstance(rid, str) or not _SUBSCRIBER_ID.match(rid):
+        return Malformed(index, "recipient id is missing or invalid")
+    sub = raw.get("subscription")
+    if not isinstance(sub, dict):
+        return Malformed(index, f"{rid}: subscription is missing")
+    endpoint = sub.get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+        return Malformed(index, f"{rid}: subscription endpoint is not an http(s) URL")
+    keys = sub.get("keys")
+    if not isinstance(keys, dict):
+        return Malformed(index, f"{rid}: subscription keys are missing")
+    p256dh, auth = keys.get("p256dh"), keys.get("auth")
+    # "B" first: base64url of a 0x04-prefixed (uncompressed) point. Whether the point
+    # lies on the curve is found by the ECDH at send time, which fails that recipient.
+    if not isinstance(p256dh, str) or not _P256DH.match(p256dh):
+        return Malformed(index, f"{rid}: p256dh is not a base64url 65-byte P-256 public key")
+    if not isinstance(auth, str) or not _AUTH.match(auth):
+        return Malformed(index, f"{rid}: auth is not a base64url 16-byte secret")
+    language, country = raw.get("language"), raw.get("country")
+    if language is not None and (not isinstance(language, str) or not _LANG.match(language)):
+        return Malformed(index, f"{rid}: language is not a BCP 47 tag")
+    if country is not None and (not isinstance(country, str) or not _COUNTRY.match(country)):
+        return Malformed(index, f"{rid}: country is not an ISO 3166 alpha-2 code")
+    return Recipient(
+        index, rid, endpoint, p256dh, auth, language, country, bool(raw.get("muted", False))
+    )
+
+
+def read_header(stream: IO[bytes]) -> CampaignHeader:
+    """Parse and validate the campaign header from the start of the file.
+
+    Reads only as far as the header goes: the caller may close the stream afterwards.
+    """
+    builder: ijson.ObjectBuilder | None = None
+    try:
+        for prefix, event, value in ijson.parse(stream, use_float=True):
+            if prefix == "":
+                if event == "start_map":
+                    continue
+                if event == "map_key":
+                    if builder is not None:
+                        break  # the campaign object is complete
+                    if value == "campaign":
+                        builder = ijson.ObjectBuilder()
+                    elif value == "recipients":
+                        raise AudienceRejected("the campaign header must come before recipients")
+                    elif value != "format":
+                        raise AudienceRejected(f"unknown top-level key {value!r}")
+                    continue
+                if event == "end_map":
+                    break
+                raise AudienceRejected("an audience file must be a JSON object")
+            if prefix == "format":
+                if value != FORMAT:
+                    raise AudienceRejected(f"format must be {FORMAT!r}, got {value!r}")
+            elif builder is not None:
+                builder.event(event, value)
+    except ijson.JSONError as exc:
+        raise AudienceRejected(f"the audience file is not valid JSON: {exc}") from exc
+    if builder is None:
+        raise AudienceRejected("the audience file has no campaign header")
+    return CampaignHeader.parse(builder.value)
+
+
+def iter_recipients(
+    stream: IO[bytes], start: int = 0, chain: int = 0, chains: int = 1
+) -> Iterator[Recipient | Malformed]:
+    """Stream the recipients array, yielding each checked recipient of chain ``chain`` (of
+    ``chains``: recipient ``i`` belongs to chain ``i % chains``) from index ``start`` on.
+
+    Raises ``AudienceRejected`` if the document turns out not to be valid JSON.
+    """
+    try:
+        for index, raw in enumerate(ijson.items(stream, "recipients.item", use_float=True)):
+            if index >= start and index % chains == chain:
+                yield check_recipient(index, raw)
+    except ijson.JSONError as exc:
+        raise AudienceRejected(f"the audience file is not valid JSON: {exc}") from exc
+
+
+@dataclass
+class AudienceStats:
+    """What the admission pass found in a whole file."""
+
+    total: int = 0  # entries in the recipients array
+    malformed: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # reason kind -> count
+    examples: list[str] = field(default_factory=list)  # first few reasons in full
+
+    def add(self, bad: Malformed) -> None:
+        self.malformed += 1
+        kind = bad.reason.split(": ", 1)[-1]
+        self.reasons[kind] = self.reasons.get(kind, 0) + 1
+        if len(self.examples) < 10:
+            self.examples.append(f"#{bad.index} {bad.reason}")
+
+
+def scan_recipients(stream: IO[bytes]) -> AudienceStats:
+    """Admission: read the whole recipients array once, counting good and malformed
+    entries. A syntax error anywhere rejects the file before anything is sent."""
+    stats = AudienceStats()
+    for item in iter_recipients(stream):
+        stats.total += 1
+        if isinstance(item, Malformed):
+            stats.add(item)
+    return stats

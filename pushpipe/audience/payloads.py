@@ -1,0 +1,100 @@
+"""The push payload each recipient's service worker receives.
+
+Compact JSON, localized by the recipient's language, carrying the notification id and
+the signed ping token the ping handler verifies. Its size is checked against the
+aes128gcm limit before anything is sent (``worst_case_size``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from pushpipe.audience.format import CampaignHeader, Recipient
+from pushpipe.push.models import MAX_PLAINTEXT
+from pushpipe.shared.errors import PayloadTooLarge
+from pushpipe.shared.tokens import DEFAULT_TTL_S, PingClaims, SigningKeys, notification_id, sign
+
+_MESSAGE_FIELDS = ("title", "body", "url", "icon")
+
+
+def message_for(header: CampaignHeader, variant: str, language: str | None) -> dict:
+    """The campaign message, overridden by the variant's, then by the language's."""
+    base = header.message
+    for v in header.variants:
+        if v.id == variant:
+            base = {**base, **v.message}
+            break
+    msg = {k: base[k] for k in _MESSAGE_FIELDS if k in base}
+    if language:
+        localized = base.get("localized", {})
+        override = localized.get(language) or localized.get(language.split("-")[0])
+        if override:
+            msg.update(override)
+    return msg
+
+
+class PayloadBuilder:
+    """Builds the encrypted-to-be plaintext for one recipient."""
+
+    def __init__(
+        self, header: CampaignHeader, keys: SigningKeys, ping_url: str, token_ttl_s: int = 0
+    ) -> None:
+        self.header = header
+        self.keys = keys
+        self.ping_url = ping_url
+        self.token_ttl_s = token_ttl_s or max(DEFAULT_TTL_S, header.ttl + 7 * 24 * 3600)
+        self._messages: dict[tuple[str, str | None], dict] = {}
+
+    def _message(self, variant: str, language: str | None) -> dict:
+        key = (variant, language)
+        msg = self._messages.get(key)
+        if msg is None:
+            msg = self._messages[key] = message_for(self.header, variant, language)
+        return msg
+
+    def build(self, recipient: Recipient, variant: str, now: float | None = None) -> bytes:
+        nid = notification_id(self.header.id, recipient.id)
+        exp = int((time.time() if now is None else now) + self.token_ttl_s)
+        token = sign(
+            PingClaims(self.header.tenant, self.header.id, variant, nid, recipient.id, exp),
+            self.keys,
+        )
+        body = {
+            "nid": nid,
+            "campaign": self.header.id,
+            "variant": variant,
+            **self._message(variant, recipient.language),
+            "ping": {"url": self.ping_url, "token": token},
+        }
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def worst_case_size(self) -> tuple[int, str]:
+        """The largest payload any recipient could get (longest id, every variant and
+        language), and which variant/language gives it."""
+        languages: list[str | None] = [None]
+        for msg in [self.header.message, *(v.message for v in self.header.variants)]:
+            languages.extend(msg.get("localized", {}))
+        variants = [v.id for v in self.header.variants] or ["default"]
+        probe = Recipient(0, "x" * 128, "https://push.invalid/", "", "", None, None)
+        worst, where = 0, ""
+        for variant in variants:
+            for language in languages:
+                p = Recipient(**{**_as_dict(probe), "language": language})
+                # a variant id appears twice (payload, and base64 in the token)
+                size = len(self.build(p, variant)) + 3 * (32 - len(variant))
+                if size > worst:
+                    worst, where = size, f"variant {variant!r}, language {language or 'default'}"
+        return worst, where
+
+    def check_size(self) -> None:
+        size, where = self.worst_case_size()
+        if size > MAX_PLAINTEXT:
+            raise PayloadTooLarge(
+                f"the push payload is {size} bytes for {where}; Web Push allows at most "
+                f"{MAX_PLAINTEXT} bytes of plaintext (aes128gcm): shorten title/body/url"
+            )
+
+
+def _as_dict(r: Recipient) -> dict:
+    return {s: getattr(r, s) for s in Recipient.__slots__}

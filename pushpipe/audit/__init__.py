@@ -1,1 +1,0 @@
-"""Audit trail over the Firehose archive (Athena in AWS, DuckDB locally)."""
