@@ -225,10 +225,6 @@ SEND_BATCH = Function(
     ),
     settings={
         ENV_AUDIENCE_PREFIX: AUDIENCE_PREFIX,
-        ENV_CHAINS: "4",
-        ENV_BATCH_SIZE: "500",
-        ENV_MIN_REMAINING_MS: "60000",
-        ENV_CONCURRENCY: "200",
         ENV_VAPID_SUBJECT: "mailto:push@example.com",
     },
     reserved_concurrency=50,
@@ -237,7 +233,7 @@ SEND_BATCH = Function(
 
 MAIL = Mail("mail", ENV_MAIL_FROM, ENV_MAIL_CONFIGURATION_SET)
 
-# --- issue 3: pings, counters, revenue, audit (resources; functions/routes below) ------
+# --- pings, counters, revenue, audit (resources; functions/routes below) --------------
 ENV_COUNTERS_TABLE = "COUNTERS_TABLE"
 ENV_SUBSCRIPTIONS_TABLE = "SUBSCRIPTIONS_TABLE"
 ENV_PINGS_STREAM = "PINGS_STREAM"
@@ -246,16 +242,16 @@ ENV_TENANT_SECRET = "TENANT_SECRET_NAME"
 ENV_MAX_PING_BYTES = "MAX_PING_BYTES"
 ENV_COUNTER_SHARD_PREFIX = "COUNTER_SHARD_PREFIX"
 
-# Counters, ping dedup fragments, click fragments and order ids (pushpipe/counters.py).
+# Counters, ping dedup fragments, click fragments and order ids (pushpipe/pings/counters.py).
 COUNTERS_TABLE = Table("counters", ENV_COUNTERS_TABLE, ttl_attribute="expires_at")
-# Subscriptions and their per-topic copies (pushpipe/subscriptions.py).
+# Subscriptions and their per-topic copies (pushpipe/subscriptions/).
 SUBSCRIPTIONS_TABLE = Table("subscriptions", ENV_SUBSCRIPTIONS_TABLE)
-# Accepted pings: read by the aggregate and archived by Firehose (see pushpipe/pings.py).
+# Accepted pings: read by the aggregate and archived by Firehose (see pushpipe/pings/ingest.py).
 PINGS_STREAM = Stream("pings", ENV_PINGS_STREAM, shards=2)
 PINGS_FIREHOSE = DeliveryStream(
     "pings-archive", ENV_PINGS_FIREHOSE, "archive", PINGS_ARCHIVE_PREFIX, source_stream="pings"
 )
-# Per-tenant report keys, webhook secrets and attribution windows (pushpipe/tenants.py).
+# Per-tenant report keys, webhook secrets and attribution windows (pushpipe/shared/tenants.py).
 TENANT_SECRET = Secret("tenants", ENV_TENANT_SECRET, "json")
 
 PING_HANDLER = Function(
@@ -265,7 +261,6 @@ PING_HANDLER = Function(
     timeout_s=10,
     memory_mb=512,
     uses=("pings", "signing", "counters", "subscriptions", "tenants"),
-    settings={ENV_MAX_PING_BYTES: "16384"},
     canary=True,  # deployed through alias 'live', CodeDeploy canary, rolled back on alarm
 )
 AGGREGATE = Function(
@@ -278,9 +273,8 @@ AGGREGATE = Function(
     # A 10 s window fills batches at the brief's burst rate (~175 pings/s): about 900
     # pings per batch per shard, ~5 writes each (bench/bench_pings.py). Reports lag <= 10 s.
     triggers=(KinesisTrigger("pings", batch_size=1000, max_batching_window_s=10),),
-    settings={ENV_COUNTER_SHARD_PREFIX: "k"},
 )
-ISSUE3_ROUTES = (
+PING_API_ROUTES = (
     Route("POST", "/v1/pings", "ping_handler"),
     Route("OPTIONS", "/v1/pings", "ping_handler"),
     Route("POST", "/v1/orders", "ping_handler"),
@@ -293,10 +287,10 @@ ISSUE3_ROUTES = (
     Route("GET", "/docs", "ping_handler"),
 )
 
-# --- issue 4: ad-hoc requests, approval, A/B, schedules --------------------------------
+# --- ad-hoc requests, approval, A/B, schedules ----------------------------------------
 ENV_REQUESTS_TABLE = "REQUESTS_TABLE"
 ENV_APPROVAL_FUNCTION = "APPROVAL_FUNCTION_NAME"
-ENV_APPROVALS_REQUIRED = "APPROVALS_REQUIRED"  # N of the approvers must approve (default 1)
+ENV_APPROVALS_REQUIRED = "APPROVALS_REQUIRED"  # N of the approvers must approve
 ENV_REQUEST_TTL_HOURS = "REQUEST_TTL_HOURS"  # undecided requests (and their links) expire
 ENV_PUBLIC_API_URL = "PUBLIC_API_URL"  # base of the links in approval e-mails
 
@@ -324,13 +318,11 @@ APPROVAL = Function(
     settings={
         ENV_AUDIENCE_PREFIX: AUDIENCE_PREFIX,
         ENV_APPROVER_EMAILS: "approver@example.com,second-approver@example.com",
-        ENV_APPROVALS_REQUIRED: "1",
-        ENV_REQUEST_TTL_HOURS: "72",
         ENV_VAPID_SUBJECT: "mailto:push@example.com",
     },
     api_paths={ENV_PING_URL: "/v1/pings", ENV_PUBLIC_API_URL: "/"},
 )
-# Scheduled campaigns (pushpipe/scheduled.py: definitions with their variants, as code)
+# Scheduled campaigns (pushpipe/scheduled/definitions.py: definitions with their variants, as code)
 # write their audience files under the audience prefix, once per campaign and day.
 SCHEDULER = Function(
     name="scheduler",
@@ -345,7 +337,7 @@ SCHEDULER = Function(
     ),
     settings={ENV_AUDIENCE_PREFIX: AUDIENCE_PREFIX},
 )
-ISSUE4_ROUTES = (
+APPROVAL_ROUTES = (
     Route("GET", "/v1/requests/form", "approval"),  # before /{id}: the local router is ordered
     Route("POST", "/v1/requests", "approval"),
     Route("GET", "/v1/requests/{id}", "approval"),
@@ -365,7 +357,7 @@ DELIVERY_STREAMS: tuple[DeliveryStream, ...] = (SENDS_FIREHOSE, PINGS_FIREHOSE)
 SECRETS: tuple[Secret, ...] = (VAPID_SECRET, SIGNING_SECRET, TENANT_SECRET)
 MAILERS: tuple[Mail, ...] = (MAIL,)
 FUNCTIONS: tuple[Function, ...] = (SEND_BATCH, PING_HANDLER, AGGREGATE, APPROVAL, SCHEDULER)
-ROUTES: tuple[Route, ...] = (*ISSUE3_ROUTES, *ISSUE4_ROUTES)
+ROUTES: tuple[Route, ...] = (*PING_API_ROUTES, *APPROVAL_ROUTES)
 
 
 def by_name(items, name: str):

@@ -94,7 +94,7 @@ def post_pings(
 ) -> Response[PingAccepted]:
     ports = api_ports()
     pings = body.pings if isinstance(body, PingBatchIn) else [body]
-    records = accept_pings(pings, ports.keys.keys(), ports.writer)
+    records = accept_pings(pings, ports.signing_keys(), ports.writer)
     metrics.add_metric(name="PingsAccepted", unit="Count", value=len(records))
     return Response(
         status_code=HTTPStatus.ACCEPTED,

@@ -7,20 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
 from pushpipe.approval.mail import Mailer
 from pushpipe.approval.release import AudienceWriter
 from pushpipe.approval.service import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.store import RequestStore
 from pushpipe.shared.aws import AudienceObjects, SelfInvoker
-from pushpipe.shared.errors import ConfigurationError
+from pushpipe.shared.secrets import SecretReader
 from pushpipe.shared.settings import approval_settings
 from pushpipe.shared.tenants import TenantDirectory
 from pushpipe.shared.tokens import SigningKeys
 from pushpipe.subscriptions.store import SubscriptionStore
-
-SECRET_MAX_AGE_S = 300
 
 
 @dataclass
@@ -34,27 +30,13 @@ class ApprovalWiring:
 @lru_cache(maxsize=1)
 def wiring() -> ApprovalWiring:
     s = approval_settings()
-    secrets = SecretsProvider()
-    keys_cache: dict[int, SigningKeys] = {}
-
-    def secret(name: str) -> dict:
-        value = secrets.get(name, transform="json", max_age=SECRET_MAX_AGE_S)
-        if value is None or value == "":
-            return {}
-        if not isinstance(value, dict):
-            raise ConfigurationError(f"the secret {name} is not a JSON object")
-        return value
+    secrets = SecretReader()
 
     def signing_keys() -> SigningKeys:
-        raw = secret(s.signing_secret)
-        got = keys_cache.get(id(raw))
-        if got is None:
-            keys_cache.clear()
-            got = keys_cache[id(raw)] = SigningKeys.from_secret(raw)
-        return got
+        return secrets.signing_keys(s.signing_secret)
 
     def vapid() -> dict:
-        return secret(s.vapid_secret)
+        return secrets.json(s.vapid_secret)
 
     @lru_cache(maxsize=1)
     def sender():
@@ -82,7 +64,7 @@ def wiring() -> ApprovalWiring:
         approvals_required=s.approvals_required,
         request_ttl_s=s.request_ttl_hours * 3600,
     )
-    tenants = TenantDirectory(lambda: secret(s.tenant_secret))
+    tenants = TenantDirectory(lambda: secrets.json(s.tenant_secret))
     return ApprovalWiring(ports, config, tenants, lambda: vapid().get("public_key", ""))
 
 

@@ -30,7 +30,6 @@ from pushpipe.pings.counters import CampaignFold, CountedPing, CounterStore, fol
 from pushpipe.shared.errors import PushpipeError, StoreError
 from pushpipe.shared.tokens import PingClaims, SigningKeys, verify
 
-MAX_PING_BYTES = 16 * 1024
 MAX_PINGS_PER_REQUEST = 20
 MAX_TOKEN_CHARS = 2048
 

@@ -5,35 +5,23 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from aws_lambda_powertools.utilities import parameters
-
 from pushpipe import topology as t
 from pushpipe.pings.counters import send_counter_items
 from pushpipe.pings.exposures import exposure_items
 from pushpipe.push.sender import WebPushSender
 from pushpipe.push.vapid import VapidSigner
+from pushpipe.sending.ports import SendConfig, SendPorts
 from pushpipe.sending.runs import RunStore
-from pushpipe.sending.service import SendConfig, SendPorts
 from pushpipe.shared.aws import ArchiveStream, AudienceObjects, SelfInvoker
 from pushpipe.shared.observability import logger
+from pushpipe.shared.secrets import SecretReader
 from pushpipe.shared.settings import send_settings
-from pushpipe.shared.tokens import SigningKeys
 from pushpipe.subscriptions.store import SubscriptionStore
-
-SECRET_MAX_AGE_S = 300
 
 
 @lru_cache(maxsize=1)
 def send_config() -> SendConfig:
-    s = send_settings()
-    return SendConfig(
-        chains=s.chains,
-        batch_size=s.batch_size,
-        min_remaining_ms=s.min_remaining_ms,
-        dry_run=s.dry_run,
-        audience_prefix=s.audience_prefix,
-        sweep_grace_ms=s.sweep_grace_ms,
-    )
+    return SendConfig.from_settings(send_settings())
 
 
 def warm() -> None:
@@ -51,8 +39,8 @@ def warm() -> None:
 @lru_cache(maxsize=1)
 def send_ports() -> SendPorts:
     s = send_settings()
-    vapid = parameters.get_secret(s.vapid_secret, transform="json", max_age=SECRET_MAX_AGE_S)
-    signing = parameters.get_secret(s.signing_secret, transform="json", max_age=SECRET_MAX_AGE_S)
+    secrets = SecretReader()
+    vapid = secrets.json(s.vapid_secret)
     sender = WebPushSender(
         VapidSigner(vapid["private_key"], s.vapid_subject),
         concurrency=s.concurrency,
@@ -77,7 +65,7 @@ def send_ports() -> SendPorts:
         archive=ArchiveStream(s.sends_firehose),
         invoker=SelfInvoker(s.send_function),
         sender=sender,
-        signing_keys=SigningKeys.from_secret(signing),
+        signing_keys=secrets.signing_keys(s.signing_secret),
         ping_url=s.ping_url,
         counter_items=counter_items,
         on_pruned=on_pruned,

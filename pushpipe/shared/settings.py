@@ -1,7 +1,8 @@
 """Settings read once from the environment at cold start and validated.
 
 The env var names come from ``pushpipe.topology`` so infra, the local cloud and the
-functions agree on them.
+functions agree on them. Every setting's default is declared once, on its model's field:
+an unset (or empty) variable takes it; ``default_of`` lets other code name it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ class SendSettings(BaseModel):
     subscriptions_table: str | None = None
 
 
+def default_of(model: type[BaseModel], name: str) -> Any:
+    """The declared default of one setting (for config objects and CLIs that mirror it)."""
+    return model.model_fields[name].get_default(call_default_factory=True)
+
+
 def _load(model: type[_M], raw: dict[str, Any], function: str) -> _M:
     """Validate a function's settings once, with a message that names the function."""
     try:
@@ -47,39 +53,39 @@ def _load(model: type[_M], raw: dict[str, Any], function: str) -> _M:
         raise ConfigurationError(f"{function} settings are invalid: {exc}") from exc
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+def _env(name: str) -> str | None:
+    """The variable's value; unset or empty is None, so the model's default applies."""
+    return os.environ.get(name) or None
 
 
 @lru_cache(maxsize=1)
 def send_settings() -> SendSettings:
     raw = {
         "audience_bucket": _env(t.ENV_AUDIENCE_BUCKET),
-        "audience_prefix": _env(t.ENV_AUDIENCE_PREFIX, t.AUDIENCE_PREFIX),
+        "audience_prefix": _env(t.ENV_AUDIENCE_PREFIX),
         "runs_table": _env(t.ENV_RUNS_TABLE),
         "sends_firehose": _env(t.ENV_SENDS_FIREHOSE),
         "send_function": _env(t.ENV_SEND_FUNCTION),
-        "chains": _env(t.ENV_CHAINS, "4"),
-        "batch_size": _env(t.ENV_BATCH_SIZE, "500"),
-        "min_remaining_ms": _env(t.ENV_MIN_REMAINING_MS, "60000"),
-        "concurrency": _env(t.ENV_CONCURRENCY, "200"),
+        "chains": _env(t.ENV_CHAINS),
+        "batch_size": _env(t.ENV_BATCH_SIZE),
+        "min_remaining_ms": _env(t.ENV_MIN_REMAINING_MS),
+        "concurrency": _env(t.ENV_CONCURRENCY),
         "vapid_secret": _env(t.ENV_VAPID_SECRET),
         "vapid_subject": _env(t.ENV_VAPID_SUBJECT),
         "signing_secret": _env(t.ENV_SIGNING_SECRET),
-        "dry_run": (_env(t.ENV_DRY_RUN, "false") or "").lower() in ("1", "true", "yes"),
+        "dry_run": (_env(t.ENV_DRY_RUN) or "").lower() in ("1", "true", "yes"),
         "ping_url": _env(t.ENV_PING_URL),
-        "sweep_grace_ms": _env(t.ENV_SWEEP_GRACE_MS, "60000"),
+        "sweep_grace_ms": _env(t.ENV_SWEEP_GRACE_MS),
         "counters_table": _env(t.ENV_COUNTERS_TABLE),
         "subscriptions_table": _env(t.ENV_SUBSCRIPTIONS_TABLE),
         "allow_list": frozenset(
-            x.strip() for x in (_env(t.ENV_ALLOW_LIST, "") or "").split(",") if x.strip()
+            x.strip() for x in (_env(t.ENV_ALLOW_LIST) or "").split(",") if x.strip()
         ),
     }
     return _load(SendSettings, raw, "send_batch")
 
 
-# --- issue 3: ping_handler (pings, orders, reports, subscriptions) and aggregate --------
+# --- ping_handler (pings, orders, reports, subscriptions) and aggregate ----------------
 class PingApiSettings(BaseModel):
     pings_stream: str = Field(min_length=1)
     signing_secret: str = Field(min_length=1)
@@ -97,7 +103,7 @@ def ping_api_settings() -> PingApiSettings:
         "counters_table": _env(t.ENV_COUNTERS_TABLE),
         "subscriptions_table": _env(t.ENV_SUBSCRIPTIONS_TABLE),
         "tenant_secret": _env(t.ENV_TENANT_SECRET),
-        "max_ping_bytes": _env(t.ENV_MAX_PING_BYTES, "16384"),
+        "max_ping_bytes": _env(t.ENV_MAX_PING_BYTES),
     }
     return _load(PingApiSettings, raw, "ping_handler")
 
@@ -111,12 +117,12 @@ class AggregateSettings(BaseModel):
 def aggregate_settings() -> AggregateSettings:
     raw = {
         "counters_table": _env(t.ENV_COUNTERS_TABLE),
-        "shard_prefix": _env(t.ENV_COUNTER_SHARD_PREFIX, "k"),
+        "shard_prefix": _env(t.ENV_COUNTER_SHARD_PREFIX),
     }
     return _load(AggregateSettings, raw, "aggregate")
 
 
-# --- issue 4: approval (ad-hoc requests) and scheduler ------------------------------------
+# --- approval (ad-hoc requests) and scheduler ------------------------------------------
 class ApprovalSettings(BaseModel):
     requests_table: str = Field(min_length=1)
     audience_bucket: str = Field(min_length=1)
@@ -140,15 +146,13 @@ class ApprovalSettings(BaseModel):
 def approval_settings() -> ApprovalSettings:
     approvers = tuple(
         dict.fromkeys(
-            x.strip().lower()
-            for x in (_env(t.ENV_APPROVER_EMAILS, "") or "").split(",")
-            if x.strip()
+            x.strip().lower() for x in (_env(t.ENV_APPROVER_EMAILS) or "").split(",") if x.strip()
         )
     )
     raw = {
         "requests_table": _env(t.ENV_REQUESTS_TABLE),
         "audience_bucket": _env(t.ENV_AUDIENCE_BUCKET),
-        "audience_prefix": _env(t.ENV_AUDIENCE_PREFIX, t.AUDIENCE_PREFIX),
+        "audience_prefix": _env(t.ENV_AUDIENCE_PREFIX),
         "subscriptions_table": _env(t.ENV_SUBSCRIPTIONS_TABLE),
         "signing_secret": _env(t.ENV_SIGNING_SECRET),
         "vapid_secret": _env(t.ENV_VAPID_SECRET),
@@ -157,8 +161,8 @@ def approval_settings() -> ApprovalSettings:
         "mail_from": _env(t.ENV_MAIL_FROM),
         "mail_configuration_set": _env(t.ENV_MAIL_CONFIGURATION_SET),
         "approver_emails": approvers,
-        "approvals_required": _env(t.ENV_APPROVALS_REQUIRED, "1"),
-        "request_ttl_hours": _env(t.ENV_REQUEST_TTL_HOURS, "72"),
+        "approvals_required": _env(t.ENV_APPROVALS_REQUIRED),
+        "request_ttl_hours": _env(t.ENV_REQUEST_TTL_HOURS),
         "public_api_url": _env(t.ENV_PUBLIC_API_URL),
         "ping_url": _env(t.ENV_PING_URL),
         "function_name": _env(t.ENV_APPROVAL_FUNCTION),
@@ -178,7 +182,7 @@ class SchedulerSettings(BaseModel):
 def scheduler_settings() -> SchedulerSettings:
     raw = {
         "audience_bucket": _env(t.ENV_AUDIENCE_BUCKET),
-        "audience_prefix": _env(t.ENV_AUDIENCE_PREFIX, t.AUDIENCE_PREFIX),
+        "audience_prefix": _env(t.ENV_AUDIENCE_PREFIX),
         "subscriptions_table": _env(t.ENV_SUBSCRIPTIONS_TABLE),
         "counters_table": _env(t.ENV_COUNTERS_TABLE),
         "tenant_secret": _env(t.ENV_TENANT_SECRET),
