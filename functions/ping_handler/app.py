@@ -36,7 +36,7 @@ from pushpipe.shared.tenants import (
     NotAuthenticated,
 )
 from pushpipe.shared.tokens import TokenExpired, TokenInvalid
-from pushpipe.subscriptions.store import SubscribeIn, subscription_from_request
+from pushpipe.subscriptions.models import SubscribeIn, subscription_from_request
 
 cors = CORSConfig(
     allow_origin="*",  # pings and subscriptions come from every shop's domain

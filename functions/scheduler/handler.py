@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
-from pushpipe.approval.release import AudienceWriter
+from pushpipe.audience.writer import AudienceWriter
 from pushpipe.pings.counters import CounterStore
 from pushpipe.scheduled.definitions import SchedulerPorts, check_definitions, run_scheduled
 from pushpipe.shared.errors import StoreError

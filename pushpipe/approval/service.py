@@ -53,18 +53,11 @@ from pushpipe.approval.models import (
     Stage,
     State,
 )
-from pushpipe.approval.release import (
-    AudienceWriter,
-    Counter,
-    audience_chunks,
-    count_file,
-    count_segment,
-    file_recipients,
-    segment_recipients,
-)
+from pushpipe.approval.release import count_file, count_segment, file_recipients, segment_recipients
 from pushpipe.approval.store import SYSTEM, RequestStore
 from pushpipe.audience.format import Recipient
 from pushpipe.audience.payloads import PayloadBuilder, message_for
+from pushpipe.audience.writer import AudienceWriter, Counter, audience_chunks
 from pushpipe.push.models import Outcome, PushMessage, SendResult
 from pushpipe.shared.aws import AudienceObjects, SelfInvoker
 from pushpipe.shared.errors import AudienceChanged, AudienceRejected, PayloadTooLarge, StoreError

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from pushpipe.approval.mail import Mailer
-from pushpipe.approval.release import AudienceWriter
 from pushpipe.approval.service import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.store import RequestStore
+from pushpipe.audience.writer import AudienceWriter
 from pushpipe.shared.aws import AudienceObjects, SelfInvoker
 from pushpipe.shared.secrets import SecretReader
 from pushpipe.shared.settings import approval_settings

@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pushpipe.approval.release import AudienceWriter, Counter, audience_chunks
 from pushpipe.audience.format import CampaignHeader
+from pushpipe.audience.writer import AudienceWriter, Counter, audience_chunks
 from pushpipe.shared.observability import logger
-from pushpipe.subscriptions.store import Subscription, SubscriptionStore
+from pushpipe.subscriptions.models import Subscription
+from pushpipe.subscriptions.store import SubscriptionStore
 
 SCHEDULED_SUBPREFIX = "scheduled/"
 MARKER_PREFIX = "scheduled-runs/"  # outside the audience prefix: never sent

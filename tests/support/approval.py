@@ -16,9 +16,9 @@ import boto3
 
 from pushpipe import topology as t
 from pushpipe.approval.mail import Mailer
-from pushpipe.approval.release import AudienceWriter
 from pushpipe.approval.service import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.store import RequestStore
+from pushpipe.audience.writer import AudienceWriter
 from pushpipe.push.models import Outcome, SendResult
 from pushpipe.shared.aws import AudienceObjects
 from pushpipe.shared.tokens import SigningKeys

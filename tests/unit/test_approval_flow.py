@@ -32,7 +32,7 @@ from pushpipe.approval.service import (
     submit,
     sweep,
 )
-from pushpipe.subscriptions.store import Subscription, SubscriptionKeys
+from pushpipe.subscriptions.models import Subscription, SubscriptionKeys
 from tests.support.approval import (
     APPROVERS,
     BUCKET,

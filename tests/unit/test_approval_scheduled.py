@@ -13,8 +13,8 @@ import pytest
 from moto import mock_aws
 
 from pushpipe import topology as t
-from pushpipe.approval.release import AudienceWriter
 from pushpipe.audience.format import iter_recipients, read_header
+from pushpipe.audience.writer import AudienceWriter
 from pushpipe.pings.counters import CounterStore
 from pushpipe.scheduled.definitions import (
     CAMPAIGNS,
@@ -22,7 +22,8 @@ from pushpipe.scheduled.definitions import (
     check_definitions,
     run_scheduled,
 )
-from pushpipe.subscriptions.store import Subscription, SubscriptionKeys, SubscriptionStore
+from pushpipe.subscriptions.models import Subscription, SubscriptionKeys
+from pushpipe.subscriptions.store import SubscriptionStore
 from pushpipe_local.cloud.provision import create_table
 from tests.support.approval import real_keys
 

@@ -11,13 +11,13 @@ import pytest
 from moto import mock_aws
 
 from pushpipe.pings import wiring as ping_wiring
-from pushpipe.subscriptions.store import (
+from pushpipe.subscriptions.models import (
     TOPIC_SHARDS,
     Subscription,
     SubscriptionKeys,
-    SubscriptionStore,
     subscription_id,
 )
+from pushpipe.subscriptions.store import SubscriptionStore
 from tests.support.pings import REGION, FakeContext, http_event, provision, set_env
 
 
