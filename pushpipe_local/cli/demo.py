@@ -42,7 +42,7 @@ class DemoContext:
 def stages() -> list[tuple[str, Callable[[DemoContext], None]]]:
     """Stages after the send, from the CLI's plugin modules (pings, report, audit query,
     approval): each exports ``DEMO_STAGES``, a list of (title, function of the context)."""
-    from pushpipe_local.cli.main import plugin_modules
+    from pushpipe_local.cli.plugins import plugin_modules
 
     return [stage for module in plugin_modules() for stage in getattr(module, "DEMO_STAGES", [])]
 

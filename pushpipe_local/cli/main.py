@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
 import time
@@ -13,26 +12,12 @@ from rich.console import Console
 
 from pushpipe import topology as t
 from pushpipe.sending.runs import RunStore
+from pushpipe_local.cli.plugins import plugin_modules
 from pushpipe_local.cli.progress import follow, run_table, wait_for_run
 from pushpipe_local.cli.session import Endpoints
 from pushpipe_local.cloud.cloud import LocalCloud, LocalOptions, physical_name
 
-# Modules that add subcommands: each exports ``register(subparsers)``.
-PLUGINS = ("pushpipe_local.cli.pings", "pushpipe_local.cli.approval")
-
 console = Console()
-
-
-def plugin_modules() -> list:
-    """The plugin modules that are installed (a missing one is skipped, a broken one is not)."""
-    found = []
-    for name in PLUGINS:
-        try:
-            found.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return found
 
 
 def _running(args: argparse.Namespace) -> Endpoints:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import urllib.error
 import urllib.request
 from decimal import Decimal
@@ -23,24 +22,10 @@ from rich.table import Table
 
 from pushpipe import topology as t
 from pushpipe_local.cli.progress import COMPACT
+from pushpipe_local.cloud.seed import DEMO_TENANT, default_tenants_secret
 
 console = Console()
 
-DEMO_TENANT = "demo"
-
-
-def default_tenants_secret(tenant: str = DEMO_TENANT) -> dict:
-    """A tenant secret value for a fresh local cloud: one tenant with a random report key
-    and webhook secret (the local cloud writes it to the tenants secret)."""
-    return {
-        "tenants": {
-            tenant: {
-                "report_keys": [f"rk-{secrets.token_urlsafe(24)}"],
-                "webhook_secret": f"wh-{secrets.token_urlsafe(24)}",
-                "attribution_window_h": 24,
-            }
-        }
-    }
 
 
 # --- report ------------------------------------------------------------------------------

