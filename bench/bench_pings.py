@@ -1,4 +1,4 @@
-"""Benchmark of the ping path (issue 3). ``python -m bench.bench_pings [--full]``
+"""Benchmark of the ping path. ``python -m bench.bench_pings [--full]``
 
 Measures, in one run, on this machine (moto in-process stands in for AWS):
 

@@ -1,2 +1,2 @@
-"""Ad-hoc campaigns with e-mail approval (issue 4): requests, signed single-use links,
+"""Ad-hoc campaigns with e-mail approval: requests, signed single-use links,
 N-of-M approvals, SES e-mails and the exactly-once release of an approved audience."""

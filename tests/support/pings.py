@@ -62,7 +62,8 @@ class Provisioned:
 
 
 def provision(prefix: str = "test", shards: int | None = None) -> Provisioned:
-    """Create issue 3's resources in whatever AWS the default clients reach (moto)."""
+    """Create the ping path's resources (stream, tables, secrets) in whatever AWS the
+    default clients reach (moto)."""
     ddb = boto3.client("dynamodb", region_name=REGION)
     p = Provisioned(
         counters_table=f"{prefix}-{t.COUNTERS_TABLE.name}",
