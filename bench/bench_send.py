@@ -1,4 +1,4 @@
-"""Benchmark of the send path (issue 2). ``python -m bench.bench_send [--quick]``
+"""Benchmark of the send path. ``python -m bench.bench_send [--quick]``
 
 Side by side in one run, on this machine:
 
@@ -44,7 +44,7 @@ from pushpipe.audience import format as audience
 from pushpipe.push.models import PushMessage
 from pushpipe.push.sender import WebPushSender
 from pushpipe.push.vapid import VapidSigner, generate_vapid_keypair
-from pushpipe_local.pushservice.service import start_pushservice_process
+from pushpipe_local.pushservice import start_pushservice_process
 from pushpipe_local.sim.audiences import demo_campaign, recipient, write_audience
 
 RESULTS = Path(__file__).resolve().parent / "results"

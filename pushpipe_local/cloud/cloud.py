@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pushpipe import topology as t
 from pushpipe_local.cloud.provision import create_table
-from pushpipe_local.pushservice.service import PushServiceProcess, start_pushservice_process
+from pushpipe_local.pushservice import PushServiceProcess, start_pushservice_process
 from pushpipe_local.runtime.runtime import FunctionConfig, Runtime
 
 REGION = "us-east-1"

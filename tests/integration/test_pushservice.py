@@ -16,7 +16,7 @@ import requests
 from py_vapid import Vapid
 from pywebpush import WebPusher, WebPushException, webpush
 
-from pushpipe_local.pushservice.service import (
+from pushpipe_local.pushservice import (
     PushServiceThread,
     b64url_decode,
     generate_subscribers,

@@ -14,13 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pushpipe", "pushpipe_local", "functions", "infra")
 MAX_MODULE_LINES = 500
 # Modules still over the limit, at their current size: none may grow, and each leaves this
-# list when it is split (the local push service, the runtime and the approval CLI first).
+# list when it is split (the runtime and the approval CLI first).
 OVERSIZED = {
     "pushpipe/sending/runs.py": 581,
     "pushpipe/approval/service.py": 581,
     "pushpipe/approval/store.py": 553,
     "pushpipe_local/runtime/runtime.py": 786,
-    "pushpipe_local/pushservice/service.py": 1489,
     "pushpipe_local/cli/approval.py": 740,
 }
 

@@ -17,7 +17,7 @@ from multidict import CIMultiDict
 from py_vapid import Vapid
 from pywebpush import WebPusher
 
-from pushpipe_local.pushservice.service import (
+from pushpipe_local.pushservice import (
     MAX_BODY_OCTETS,
     DecryptionError,
     FaultRule,
