@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
 from urllib.parse import quote
 
 from pushpipe.approval.links import LinkClaims, new_claims, sign_link, verify_link
 from pushpipe.approval.mail import (
     Links,
-    Mailer,
     Preview,
     approver_mail,
     outcome_mail,
@@ -53,48 +49,17 @@ from pushpipe.approval.models import (
     Stage,
     State,
 )
+from pushpipe.approval.ports import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.release import count_file, count_segment, file_recipients, segment_recipients
-from pushpipe.approval.store import SYSTEM, RequestStore
+from pushpipe.approval.store import SYSTEM
 from pushpipe.audience.format import Recipient
 from pushpipe.audience.payloads import PayloadBuilder, message_for
-from pushpipe.audience.writer import AudienceWriter, Counter, audience_chunks
-from pushpipe.push.models import Outcome, PushMessage, SendResult
-from pushpipe.shared.aws import AudienceObjects, SelfInvoker
+from pushpipe.audience.writer import Counter, audience_chunks
+from pushpipe.push.models import Outcome, PushMessage
 from pushpipe.shared.errors import AudienceChanged, AudienceRejected, PayloadTooLarge, StoreError
 from pushpipe.shared.observability import logger, metrics
-from pushpipe.shared.tokens import SigningKeys
-from pushpipe.subscriptions.store import SubscriptionStore
 
 REQUESTS_SUBPREFIX = "requests/"
-
-
-class Sender(Protocol):
-    def send(self, messages: list[PushMessage], **kwargs: Any) -> list[SendResult]: ...
-
-
-@dataclass
-class ApprovalConfig:
-    audience_bucket: str
-    approvers: tuple[str, ...]
-    api_url: str  # the HTTP API's base URL: links are <api_url>/v1/approval/<action>?t=...
-    ping_url: str
-    audience_prefix: str = "audiences/"
-    approvals_required: int = 1
-    request_ttl_s: int = 72 * 3600
-    release_grace_s: int = 900  # an approved request not sent by then is released again
-
-
-@dataclass
-class ApprovalPorts:
-    store: RequestStore
-    objects: AudienceObjects
-    writer: AudienceWriter
-    subscriptions: SubscriptionStore
-    mailer: Mailer
-    signing_keys: Callable[[], SigningKeys]
-    invoker: SelfInvoker
-    sender: Callable[[], Sender]  # built on first use (VAPID key from Secrets Manager)
-    clock: Callable[[], float] = time.time
 
 
 @dataclass

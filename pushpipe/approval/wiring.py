@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from pushpipe.approval.mail import Mailer
-from pushpipe.approval.service import ApprovalConfig, ApprovalPorts
+from pushpipe.approval.ports import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.store import RequestStore
 from pushpipe.audience.writer import AudienceWriter
 from pushpipe.shared.aws import AudienceObjects, SelfInvoker

@@ -14,7 +14,7 @@ import contextlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.exceptions import ClientError
@@ -63,6 +63,12 @@ class Written:
     etag: str
     created: bool  # False: the object was already there (an earlier release wrote it)
     size: int = 0
+
+
+class AudienceSink(Protocol):
+    """Where audience documents are written once (``AudienceWriter`` in S3)."""
+
+    def write_once(self, bucket: str, key: str, chunks: Iterable[bytes]) -> Written: ...
 
 
 class AudienceWriter:

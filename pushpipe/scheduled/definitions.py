@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pushpipe.audience.format import CampaignHeader
-from pushpipe.audience.writer import AudienceWriter, Counter, audience_chunks
+from pushpipe.audience.writer import AudienceSink, Counter, audience_chunks
 from pushpipe.shared.observability import logger
 from pushpipe.subscriptions.models import Subscription
 from pushpipe.subscriptions.store import SubscriptionStore
@@ -190,7 +190,7 @@ def check_definitions(campaigns: tuple[ScheduledCampaign, ...] = CAMPAIGNS) -> N
 @dataclass
 class SchedulerPorts:
     subscriptions: SubscriptionStore
-    writer: AudienceWriter
+    writer: AudienceSink
     clicks: Callable[[str, float, float], Iterator[dict]]  # (tenant, start, end) -> clicks
     tenants: Callable[[], list[str]]
     marker_exists: Callable[[str], bool]

@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import IO, Protocol
+from typing import Protocol
 
 from pushpipe.push.models import PushMessage, SendResult
 from pushpipe.sending.runs import ChainState, Cursor
+from pushpipe.shared.ports import AudienceSource, Invoker, RecordArchive
 from pushpipe.shared.settings import SendSettings, default_of
 from pushpipe.shared.tokens import SigningKeys
 
@@ -36,28 +37,6 @@ class Sender(Protocol):
         """Deliver (or, in a dry run, do every step but the final POST, except for
         allow-listed recipients) within ``budget_s`` seconds, classifying each outcome."""
         ...
-
-
-class AudienceSource(Protocol):
-    """Audience objects, pinned to the ETag a run started on."""
-
-    def etag(self, bucket: str, key: str) -> str | None: ...
-
-    def open(self, bucket: str, key: str, etag: str) -> IO[bytes]:
-        """A stream of the object; raises ``AudienceChanged`` if the ETag moved."""
-        ...
-
-
-class RecordArchive(Protocol):
-    """The audit archive of every outcome (Firehose in AWS)."""
-
-    def put(self, records: Iterable[dict]) -> int: ...
-
-
-class ChainInvoker(Protocol):
-    """Starts an invocation of the send function asynchronously (a chain's next leg)."""
-
-    def invoke(self, event: dict) -> None: ...
 
 
 class RunLedger(Protocol):
@@ -149,7 +128,7 @@ class SendPorts:
     runs: RunLedger
     objects: AudienceSource
     archive: RecordArchive
-    invoker: ChainInvoker
+    invoker: Invoker
     sender: Sender
     signing_keys: SigningKeys
     ping_url: str

@@ -16,7 +16,7 @@ import boto3
 
 from pushpipe import topology as t
 from pushpipe.approval.mail import Mailer
-from pushpipe.approval.service import ApprovalConfig, ApprovalPorts
+from pushpipe.approval.ports import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.store import RequestStore
 from pushpipe.audience.writer import AudienceWriter
 from pushpipe.push.models import Outcome, SendResult

@@ -17,7 +17,7 @@ MAX_MODULE_LINES = 500
 # list when it is split (the runtime and the approval CLI first).
 OVERSIZED = {
     "pushpipe/sending/runs.py": 581,
-    "pushpipe/approval/service.py": 581,
+    "pushpipe/approval/service.py": 546,
     "pushpipe/approval/store.py": 553,
     "pushpipe_local/runtime/runtime.py": 786,
     "pushpipe_local/cli/approval.py": 740,
