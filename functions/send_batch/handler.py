@@ -27,11 +27,12 @@ from pushpipe.shared.observability import logger, metrics, tracer
 
 processor = BatchProcessor(event_type=EventType.SQS)
 warm()
-_context: LambdaContext | None = None
 
 
-def _admit_record(record: SQSRecord) -> list[dict]:
-    """One SQS message = one S3 notification (possibly several records, or a test event)."""
+def _admit_record(record: SQSRecord, lambda_context: LambdaContext) -> list[dict]:
+    """One SQS message = one S3 notification (possibly several records, or a test event).
+    The run's admission lease lasts as long as this invocation may (Powertools passes
+    ``lambda_context`` to a record handler that names it)."""
     body = json.loads(record.body)
     if body.get("Event") == "s3:TestEvent":
         logger.info("ignoring the S3 test event")
@@ -47,7 +48,7 @@ def _admit_record(record: SQSRecord) -> list[dict]:
             obj.get("eTag") or obj.get("etag") or "",
             send_ports(),
             send_config(),
-            lease_ms=_context.get_remaining_time_in_millis() if _context else 900_000,
+            lease_ms=lambda_context.get_remaining_time_in_millis(),
         )
         metrics.add_metric(name=f"Admission_{result.status}", unit="Count", value=1)
         results.append(result.__dict__)
@@ -58,8 +59,6 @@ def _admit_record(record: SQSRecord) -> list[dict]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict:
-    global _context
-    _context = context
     action = event.get("action")
     if action == "chain":
         cursor = Cursor.from_event(event["cursor"])
@@ -80,6 +79,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict:
         return {"resumed": [c.__dict__ for c in resumed]}
     if "Records" in event:
         return process_partial_response(
-            event=event, record_handler=_admit_record, processor=processor, context=context
+            event=event,
+            record_handler=_admit_record,
+            processor=processor,
+            context=context,
         )
     raise ValueError(f"send_batch got an event it does not know: keys {sorted(event)}")
