@@ -13,32 +13,15 @@ Events:
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.approval.app import app
+from functions.body_limit import too_large
 from pushpipe.approval.service import prepare, release, sweep
 from pushpipe.approval.wiring import wiring
 from pushpipe.shared.observability import logger, metrics, tracer
-
-MAX_BODY_BYTES = 64 * 1024
-
-
-def _too_large(event: dict[str, Any]) -> dict[str, Any] | None:
-    body = event.get("body") or ""
-    size = len(base64.b64decode(body)) if event.get("isBase64Encoded") else len(body.encode())
-    if size <= MAX_BODY_BYTES:
-        return None
-    return {
-        "statusCode": 413,
-        "headers": {"Content-Type": "application/json"},
-        "body": json.dumps(
-            {"error": "too_large", "message": f"request body is over {MAX_BODY_BYTES} bytes"}
-        ),
-    }
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -56,7 +39,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         w = wiring()
         return sweep(w.ports, w.config)
     if "requestContext" in event:
-        early = _too_large(event)
+        early = too_large(event)
         if early is not None:
             return early
         return app.resolve(event, context)

@@ -7,45 +7,27 @@ cannot do: a body over the limit is refused with 413 without being parsed, and a
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.body_limit import MAX_BODY_BYTES, too_large
 from functions.ping_handler.app import app
 from pushpipe.pings.wiring import api_ports
 from pushpipe.shared.observability import logger, metrics, tracer
 
 PLAIN_JSON_PATHS = ("/v1/pings",)
-MAX_OTHER_BODY_BYTES = 64 * 1024
-
-
-def _body_size(event: dict[str, Any]) -> int:
-    body = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        return len(base64.b64decode(body))
-    return len(body.encode())
-
-
-def _too_large(limit: int) -> dict[str, Any]:
-    return {
-        "statusCode": 413,
-        "headers": {"Content-Type": "application/json", "Access-Control-Allow-Origin": "*"},
-        "body": json.dumps(
-            {"error": "too_large", "message": f"request body is over {limit} bytes"}
-        ),
-    }
 
 
 def precheck(event: dict[str, Any], max_ping_bytes: int) -> dict[str, Any] | None:
     """413 for oversized bodies; ``text/plain`` pings read as JSON. Mutates ``event``."""
     path = event.get("rawPath", "")
-    limit = max_ping_bytes if path in PLAIN_JSON_PATHS else MAX_OTHER_BODY_BYTES
-    if _body_size(event) > limit:
+    limit = max_ping_bytes if path in PLAIN_JSON_PATHS else MAX_BODY_BYTES
+    refused = too_large(event, limit, cors=True)
+    if refused is not None:
         metrics.add_metric(name="RequestsTooLarge", unit="Count", value=1)
-        return _too_large(limit)
+        return refused
     headers = event.setdefault("headers", {}) or {}
     if path in PLAIN_JSON_PATHS and headers.get("content-type", "").startswith("text/plain"):
         headers["content-type"] = "application/json"
