@@ -102,38 +102,23 @@ def request_form() -> Response:
 @app.post("/v1/requests")
 def post_request() -> Response:
     w = wiring()
-    form = _is_form()
-    if form:
+    if _is_form():
         fields = _form()
         raw: Any = pages.form_to_request(fields)
-        authorization = f"Bearer {fields.get('key', '')}"
+        authorization: str | None = f"Bearer {fields.get('key', '')}"
     else:
         try:
             raw = json.loads(app.current_event.decoded_body or "")
-        except ValueError:
-            return as_json(400, {"error": "malformed_json", "message": "the body is not JSON"})
+        except ValueError as exc:
+            raise MalformedBody("the body is not JSON") from exc
         authorization = (app.current_event.headers or {}).get("authorization")
     tenant = raw.get("tenant") if isinstance(raw, dict) else None
-
-    def fail(status: int, code: str, message: str) -> Response:
-        metrics.add_metric(name=f"RequestsRefused_{code}", unit="Count", value=1)
-        if form:
-            kept = {k: v for k, v in fields.items() if k != "key"}
-            page = pages.form_page("/v1/requests", w.config.audience_prefix, kept, message)
-            return html(status, page)
-        return as_json(status, {"error": code, "message": message})
-
     try:
         w.tenants.authorize_report(str(tenant or ""), authorization)
-        body = parse_request(raw)
-        req = submit(body, w.ports, w.config)
-    except NotAuthenticated as exc:
-        return fail(401, "not_authenticated", f"tenant API key: {exc}")
-    except Forbidden:
-        return fail(403, "forbidden", f"this API key does not belong to tenant {tenant!r}")
-    except RequestInvalid as exc:
-        return fail(422, "invalid_request", str(exc))
-    if form:
+    except Forbidden as exc:
+        raise Forbidden(f"this API key does not belong to tenant {tenant!r}") from exc
+    req = submit(parse_request(raw), w.ports, w.config)
+    if _is_form():
         return html(201, pages.submitted_page(req))
     return as_json(
         202,
@@ -155,15 +140,11 @@ def post_request() -> Response:
 def get_request(request_id: str) -> Response:
     w = wiring()
     authorization = (app.current_event.headers or {}).get("authorization")
+    req = w.ports.store.get(request_id)
     try:
-        req = w.ports.store.get(request_id)
         w.tenants.authorize_report(req.tenant, authorization)
-    except RequestNotFound as exc:
-        return as_json(404, {"error": "not_found", "message": str(exc)})
-    except NotAuthenticated as exc:
-        return as_json(401, {"error": "not_authenticated", "message": str(exc)})
-    except Forbidden:
-        return as_json(403, {"error": "forbidden", "message": "this key cannot read this request"})
+    except Forbidden as exc:
+        raise Forbidden("this key cannot read this request") from exc
     return as_json(
         200,
         {
@@ -201,11 +182,8 @@ def _action(name: str) -> Action:
 def confirm(name: str) -> Response:
     w = wiring()
     token = (app.current_event.query_string_parameters or {}).get("t")
-    try:
-        action = _action(name)
-        view = inspect(token, w.ports, w.config, expect=action)
-    except LinkRefused as exc:
-        return refusal(exc)
+    action = _action(name)
+    view = inspect(token, w.ports, w.config, expect=action)
     previews = payload_previews(view.request, w.ports, w.config)
     return html(
         200,
@@ -226,11 +204,8 @@ def act(name: str) -> Response:
     w = wiring()
     fields = _form()
     token = fields.get("t") or (app.current_event.query_string_parameters or {}).get("t")
-    try:
-        action = _action(name)
-        result = perform(token, w.ports, w.config, reason=fields.get("reason", ""), expect=action)
-    except LinkRefused as exc:
-        return refusal(exc)
+    action = _action(name)
+    result = perform(token, w.ports, w.config, reason=fields.get("reason", ""), expect=action)
     return html(200, pages.result_page(result.title, result.message, result.details))
 
 
@@ -238,10 +213,7 @@ def act(name: str) -> Response:
 def device_page() -> Response:
     w = wiring()
     token = (app.current_event.query_string_parameters or {}).get("t")
-    try:
-        view = inspect(token, w.ports, w.config, expect=Action.DEVICE)
-    except LinkRefused as exc:
-        return refusal(exc)
+    view = inspect(token, w.ports, w.config, expect=Action.DEVICE)
     body, nonce = pages.device_page(
         token or "",
         view.claims.approver,
@@ -262,14 +234,9 @@ def register_device() -> Response:
     try:
         body = json.loads(app.current_event.decoded_body or "")
         token, subscription = body.get("t"), body.get("subscription")
-    except (ValueError, AttributeError):
-        return as_json(400, {"error": "malformed_json", "message": "expected {t, subscription}"})
-    try:
-        result = perform(token, w.ports, w.config, subscription=subscription, expect=Action.DEVICE)
-    except LinkRefused as exc:
-        return as_json(exc.status, {"error": exc.kind, "message": exc.message})
-    except RequestInvalid as exc:
-        return as_json(422, {"error": "invalid_request", "message": str(exc)})
+    except (ValueError, AttributeError) as exc:
+        raise MalformedBody("expected {t, subscription}") from exc
+    result = perform(token, w.ports, w.config, subscription=subscription, expect=Action.DEVICE)
     return as_json(201, {"message": result.message})
 
 
@@ -283,7 +250,67 @@ def service_worker() -> Response:
     )
 
 
-# --- errors that are not the caller's --------------------------------------------------------
+# --- every error's answer, in one place ----------------------------------------------------
+# Link pages answer HTML; the request API and the device registration answer JSON; the
+# request form answers its own page again, with the message and what was typed (no key).
+class MalformedBody(Exception):
+    """The body could not be read as the route expects (HTTP 400)."""
+
+
+_JSON_ROUTES = (("GET", "/v1/requests/"), ("POST", "/v1/approvers/device"))
+
+
+def _answers_json() -> bool:
+    event = app.current_event
+    method, path = event.request_context.http.method, event.raw_path
+    if method == "POST" and path == "/v1/requests":
+        return not _is_form()
+    return any(method == m and path.startswith(p) for m, p in _JSON_ROUTES)
+
+
+def _caller_error(status: int, code: str, message: str) -> Response:
+    event = app.current_event
+    if event.request_context.http.method == "POST" and event.raw_path == "/v1/requests":
+        metrics.add_metric(name=f"RequestsRefused_{code}", unit="Count", value=1)
+        if _is_form():
+            kept = {k: v for k, v in _form().items() if k != "key"}
+            prefix = wiring().config.audience_prefix
+            return html(status, pages.form_page("/v1/requests", prefix, kept, message))
+    return as_json(status, {"error": code, "message": message})
+
+
+@app.exception_handler(LinkRefused)
+def _link_refused(exc: LinkRefused) -> Response:
+    if _answers_json():
+        return as_json(exc.status, {"error": exc.kind, "message": exc.message})
+    return refusal(exc)
+
+
+@app.exception_handler(MalformedBody)
+def _malformed(exc: MalformedBody) -> Response:
+    return as_json(400, {"error": "malformed_json", "message": str(exc)})
+
+
+@app.exception_handler(NotAuthenticated)
+def _not_authenticated(exc: NotAuthenticated) -> Response:
+    return _caller_error(401, "not_authenticated", f"tenant API key: {exc}")
+
+
+@app.exception_handler(Forbidden)
+def _forbidden(exc: Forbidden) -> Response:
+    return _caller_error(403, "forbidden", str(exc))
+
+
+@app.exception_handler(RequestInvalid)
+def _invalid(exc: RequestInvalid) -> Response:
+    return _caller_error(422, "invalid_request", str(exc))
+
+
+@app.exception_handler(RequestNotFound)
+def _not_found(exc: RequestNotFound) -> Response:
+    return _caller_error(404, "not_found", str(exc))
+
+
 @app.exception_handler(StoreError)
 def _store_error(exc: StoreError) -> Response:
     logger.warning("store call failed", extra={"error": str(exc)})
