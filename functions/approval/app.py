@@ -260,17 +260,22 @@ class MalformedBody(Exception):
 _JSON_ROUTES = (("GET", "/v1/requests/"), ("POST", "/v1/approvers/device"))
 
 
+def _submitting() -> bool:
+    """The request is ``POST /v1/requests`` (the form or the JSON request API)."""
+    event = app.current_event
+    return event.request_context.http.method == "POST" and event.raw_path == "/v1/requests"
+
+
 def _answers_json() -> bool:
+    if _submitting():
+        return not _is_form()
     event = app.current_event
     method, path = event.request_context.http.method, event.raw_path
-    if method == "POST" and path == "/v1/requests":
-        return not _is_form()
     return any(method == m and path.startswith(p) for m, p in _JSON_ROUTES)
 
 
 def _caller_error(status: int, code: str, message: str) -> Response:
-    event = app.current_event
-    if event.request_context.http.method == "POST" and event.raw_path == "/v1/requests":
+    if _submitting():
         metrics.add_metric(name=f"RequestsRefused_{code}", unit="Count", value=1)
         if _is_form():
             kept = {k: v for k, v in _form().items() if k != "key"}
@@ -293,7 +298,8 @@ def _malformed(exc: MalformedBody) -> Response:
 
 @app.exception_handler(NotAuthenticated)
 def _not_authenticated(exc: NotAuthenticated) -> Response:
-    return _caller_error(401, "not_authenticated", f"tenant API key: {exc}")
+    message = f"tenant API key: {exc}" if _submitting() else str(exc)
+    return _caller_error(401, "not_authenticated", message)
 
 
 @app.exception_handler(Forbidden)

@@ -80,48 +80,50 @@ def _split(value: str) -> list[str]:
     return [x.strip() for x in value.replace(";", ",").split(",") if x.strip()]
 
 
-def form_to_request(fields: dict[str, str]) -> dict[str, Any]:
-    """The form's fields as a ``RequestIn`` body (validation happens there)."""
+def _optional(fields: dict[str, str], name: str) -> str | None:
+    value = fields.get(name, "").strip()
+    return value or None
 
-    def opt(name: str) -> str | None:
-        value = fields.get(name, "").strip()
-        return value or None
 
-    raw: dict[str, Any] = {
-        "tenant": fields.get("tenant", "").strip(),
-        "requester": fields.get("requester", "").strip(),
-        "title": fields.get("title", "").strip(),
-        "body": fields.get("body", "").strip(),
-        "url": fields.get("url", "").strip(),
-        "note": fields.get("note", "").strip(),
-    }
-    for name in ("campaign", "icon", "urgency", "topic"):
-        if (value := opt(name)) is not None:
-            raw[name] = value
-    if (ttl := opt("ttl")) is not None:
-        raw["ttl"] = ttl
+def _form_audience(fields: dict[str, str]) -> dict[str, Any]:
     if fields.get("audience_kind") == "segment":
-        raw["audience"] = {
+        return {
             "kind": "segment",
             "topics": _split(fields.get("topics", "")),
             "countries": [c.upper() for c in _split(fields.get("countries", ""))],
             "languages": _split(fields.get("languages", "")),
         }
-    else:
-        raw["audience"] = {"kind": "file", "key": fields.get("audience_key", "").strip()}
+    return {"kind": "file", "key": fields.get("audience_key", "").strip()}
+
+
+def _form_variants(fields: dict[str, str]) -> list[dict[str, Any]]:
     variants = []
     for i in range(1, MAX_VARIANTS + 1):
-        vid = opt(f"variant_{i}_id")
+        vid = _optional(fields, f"variant_{i}_id")
         if vid is None:
             continue
-        variant: dict[str, Any] = {"id": vid, "percent": opt(f"variant_{i}_percent") or "0"}
+        percent = _optional(fields, f"variant_{i}_percent") or "0"
+        variant: dict[str, Any] = {"id": vid, "percent": percent}
         for part in ("title", "body"):
-            if (value := opt(f"variant_{i}_{part}")) is not None:
+            if (value := _optional(fields, f"variant_{i}_{part}")) is not None:
                 variant[part] = value
         variants.append(variant)
-    if variants:
+    return variants
+
+
+def form_to_request(fields: dict[str, str]) -> dict[str, Any]:
+    """The form's fields as a ``RequestIn`` body (validation happens there)."""
+    raw: dict[str, Any] = {
+        name: fields.get(name, "").strip()
+        for name in ("tenant", "requester", "title", "body", "url", "note")
+    }
+    for name in ("campaign", "icon", "urgency", "topic", "ttl"):
+        if (value := _optional(fields, name)) is not None:
+            raw[name] = value
+    raw["audience"] = _form_audience(fields)
+    if variants := _form_variants(fields):
         raw["variants"] = variants
-        raw["control_percent"] = opt("control_percent") or "0"
+        raw["control_percent"] = _optional(fields, "control_percent") or "0"
     return raw
 
 

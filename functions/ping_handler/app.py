@@ -1,8 +1,8 @@
-"""The public HTTP API of issue 3: pings, orders, reports and subscriptions.
+"""The public HTTP API: pings, orders, reports and subscriptions.
 
 Routes are typed with pydantic models; Powertools validates requests and generates the
 OpenAPI document from this code (``GET /openapi.json``, Swagger UI at ``/docs``).
-Domain errors become HTTP answers in one place, ``_errors`` below.
+Domain errors become HTTP answers in one place, the exception handlers at the end.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel
 
 from pushpipe.pings.attribution import OrderIn, OrderResult, record_order
@@ -71,7 +72,7 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response:
     )
 
 
-ERRORS = {
+ERRORS: dict[int, OpenAPIResponse] = {
     401: {"description": "forged token / missing or wrong credentials", "content": {}},
     403: {"description": "expired token / credentials of another tenant"},
     413: {"description": "body too large"},
@@ -99,7 +100,7 @@ def post_pings(
     return Response(
         status_code=HTTPStatus.ACCEPTED,
         content_type=content_types.APPLICATION_JSON,
-        body=PingAccepted(accepted=len(records)).model_dump(),
+        body=PingAccepted(accepted=len(records)),
     )
 
 
@@ -163,7 +164,7 @@ def post_subscription(body: SubscribeIn) -> Response[SubscribeOut]:
     return Response(
         status_code=HTTPStatus.CREATED,
         content_type=content_types.APPLICATION_JSON,
-        body=SubscribeOut(id=sub.id, tenant=sub.tenant).model_dump(),
+        body=SubscribeOut(id=sub.id, tenant=sub.tenant),
     )
 
 
@@ -189,7 +190,7 @@ def delete_subscription(
     ):
         raise Forbidden("X-Pushpipe-Auth must carry the subscription's auth secret")
     store.delete(tenant, sub_id)
-    return Response(status_code=HTTPStatus.NO_CONTENT, body="")
+    return Response(status_code=HTTPStatus.NO_CONTENT)
 
 
 @app.get("/openapi.json", include_in_schema=False)

@@ -9,6 +9,7 @@ Events:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -58,7 +59,7 @@ def _admit_record(record: SQSRecord, lambda_context: LambdaContext) -> list[dict
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict:
+def handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
     action = event.get("action")
     if action == "chain":
         cursor = Cursor.from_event(event["cursor"])

@@ -1,6 +1,6 @@
 """Glue database and tables over the Firehose archive, Athena workgroup and named queries.
 
-The tables and queries are declared once in ``pushpipe/audit/schema.py`` (the local
+The tables and queries are declared once in ``pushpipe.pings.audit`` (the local
 cloud runs the same SQL with DuckDB). Partitions are projected from the hour path
 Firehose writes (``<prefix>yyyy/MM/dd/HH/``), so new hours are queryable at once.
 """

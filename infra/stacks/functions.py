@@ -6,6 +6,7 @@ trigger there needs no change in this module.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
@@ -200,7 +201,7 @@ class PushpipeFunction(Construct):
     def _build_function(self) -> lambda_.Function:
         spec = self.spec
         kwargs: dict = {}
-        if self._is_async():
+        if self.failure_queue is not None:  # built for every asynchronously invoked function
             kwargs.update(
                 retry_attempts=spec.async_retries,
                 max_event_age=Duration.seconds(spec.async_max_event_age_s),
@@ -283,76 +284,99 @@ class PushpipeFunction(Construct):
 
     # --- grants ---------------------------------------------------------------------
     def _grant_use(self, name: str) -> None:
-        res, role = self.res, self.role
-        if name in res.tables:
-            table = res.tables[name]
-            spec = t.by_name(t.TABLES, name)
-            arns = [table.table_arn] + [
-                f"{table.table_arn}/index/{index.name}" for index in spec.indexes
-            ]
-            role.add_to_policy(iam.PolicyStatement(actions=list(TABLE_ACTIONS), resources=arns))
-        elif name in res.buckets:
-            bucket = res.buckets[name]
-            role.add_to_policy(
-                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
+        """Grant what ``uses=name`` needs; the first kind of resource that has the name wins."""
+        res = self.res
+        grants: tuple[tuple[Container[str], Callable[[str], None]], ...] = (
+            (res.tables, self._grant_table),
+            (res.buckets, self._grant_bucket),
+            (res.delivery_streams, self._grant_delivery_stream),
+            (res.streams, self._grant_stream),
+            (res.secrets, self._grant_secret),
+            (res.queues, self._grant_queue),
+            (res.functions, self._grant_invoke),
+            (_mailers() if res.mail is not None else {}, self._grant_mail),
+        )
+        for declared, grant in grants:
+            if name in declared:
+                grant(name)
+                return
+        raise KeyError(
+            f"function {self.spec.name!r} uses {name!r}, which the topology does not "
+            "declare (or declares after the function)"
+        )
+
+    def _grant_table(self, name: str) -> None:
+        table = self.res.tables[name]
+        spec = t.by_name(t.TABLES, name)
+        arns = [table.table_arn] + [
+            f"{table.table_arn}/index/{index.name}" for index in spec.indexes
+        ]
+        self.role.add_to_policy(iam.PolicyStatement(actions=list(TABLE_ACTIONS), resources=arns))
+
+    def _grant_bucket(self, name: str) -> None:
+        bucket, role = self.res.buckets[name], self.role
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
+        )
+        actions = ["s3:GetObject"] + (["s3:PutObject"] if name in self.spec.writes else [])
+        role.add_to_policy(
+            iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects("*")])
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::<{_logical_id(bucket)}.Arn>/*]",
+            f"{self.spec.name} reads (and with writes=, writes) objects of bucket "
+            f"{name!r} whose keys are chosen by users (audience files); object-level "
+            "ARNs of one bucket, no other bucket and no bucket-level write.",
+        )
+
+    def _grant_delivery_stream(self, name: str) -> None:
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
+                resources=[self.res.delivery_streams[name].attr_arn],
             )
-            actions = ["s3:GetObject"] + (["s3:PutObject"] if name in self.spec.writes else [])
-            role.add_to_policy(
-                iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects("*")])
+        )
+
+    def _grant_stream(self, name: str) -> None:
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "kinesis:PutRecord",
+                    "kinesis:PutRecords",
+                    "kinesis:DescribeStreamSummary",
+                ],
+                resources=[self.res.streams[name].stream_arn],
             )
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM5[Resource::<{_logical_id(bucket)}.Arn>/*]",
-                f"{self.spec.name} reads (and with writes=, writes) objects of bucket "
-                f"{name!r} whose keys are chosen by users (audience files); object-level "
-                "ARNs of one bucket, no other bucket and no bucket-level write.",
+        )
+
+    def _grant_secret(self, name: str) -> None:
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                resources=[self.res.secrets[name].secret_arn],
             )
-        elif name in res.delivery_streams:
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
-                    resources=[res.delivery_streams[name].attr_arn],
-                )
+        )
+
+    def _grant_queue(self, name: str) -> None:
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["sqs:SendMessage", "sqs:GetQueueAttributes"],
+                resources=[self.res.queues[name].queue_arn],
             )
-        elif name in res.streams:
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=[
-                        "kinesis:PutRecord",
-                        "kinesis:PutRecords",
-                        "kinesis:DescribeStreamSummary",
-                    ],
-                    resources=[res.streams[name].stream_arn],
-                )
+        )
+
+    def _grant_invoke(self, name: str) -> None:
+        other = self.res.functions[name]
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"], resources=[other.function.function_arn]
             )
-        elif name in res.secrets:
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                    resources=[res.secrets[name].secret_arn],
-                )
-            )
-        elif name in res.queues:
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["sqs:SendMessage", "sqs:GetQueueAttributes"],
-                    resources=[res.queues[name].queue_arn],
-                )
-            )
-        elif name in res.functions:
-            other = res.functions[name]
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["lambda:InvokeFunction"], resources=[other.function.function_arn]
-                )
-            )
-        elif res.mail is not None and name in _mailers():
-            res.mail.grant_send(role)
-        else:
-            raise KeyError(
-                f"function {self.spec.name!r} uses {name!r}, which the topology does not "
-                "declare (or declares after the function)"
-            )
+        )
+
+    def _grant_mail(self, name: str) -> None:
+        if self.res.mail is not None:  # only offered when the stack has mail
+            self.res.mail.grant_send(self.role)
 
     def _check_writes(self) -> None:
         for name in self.spec.writes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
@@ -37,7 +39,7 @@ class Streaming(Construct):
         scope: Construct,
         cid_: str,
         *,
-        buckets: dict[str, s3.IBucket],
+        buckets: Mapping[str, s3.IBucket],
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, cid_)
