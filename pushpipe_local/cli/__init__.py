@@ -1,0 +1,1 @@
+"""The ``pushpipe`` command: its entry point, one module per command group, the demo."""

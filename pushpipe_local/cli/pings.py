@@ -5,51 +5,41 @@ report key, read from the local tenant secret, and prints it as tables. ``query`
 Athena SQL with DuckDB over the Firehose archive in the local archive bucket; a named
 query (``pushpipe query --named campaign-funnel --param acme --param spring``) runs the
 text the CDK stack registers in Athena.
+
+The demo stages (``DEMO_STAGES``): pings from simulated browsers, the campaign report
+checked against them, and an audit query.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import urllib.error
-import urllib.request
+import time
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from pushpipe import topology as t
+from pushpipe.pings.audit import NAMED_QUERIES, named_query
+from pushpipe_local.cli.demo import DemoContext
 from pushpipe_local.cli.progress import COMPACT
-from pushpipe_local.cloud.seed import DEMO_TENANT, default_tenants_secret
+from pushpipe_local.cli.session import require_running
+from pushpipe_local.cloud.cloud import physical_name
+from pushpipe_local.cloud.seed import DEMO_TENANT
+from pushpipe_local.sim.browsers import Rates, SimulatedBrowsers
+from pushpipe_local.sim.tenant import counts_match, ensure_tenant, fetch_report, wait_for_counts
+
+if TYPE_CHECKING:  # DuckDB is imported when a query runs
+    from pushpipe_local.cloud.athena import LocalAthena, QueryResult
 
 console = Console()
 
 
-
 # --- report ------------------------------------------------------------------------------
-def fetch_report(ep: Any, tenant: str, campaign: str) -> dict:
-    """GET the report through the local HTTP API with ``tenant``'s first report key."""
-    from pushpipe_local.cloud.cloud import physical_name
-
-    raw = ep.client("secretsmanager").get_secret_value(
-        SecretId=physical_name("secret", t.TENANT_SECRET.name)
-    )["SecretString"]
-    cfg = (json.loads(raw or "{}").get("tenants") or {}).get(tenant)
-    if not cfg or not cfg.get("report_keys"):
-        raise SystemExit(f"tenant {tenant!r} has no report key in the local tenant secret")
-    req = urllib.request.Request(
-        f"{ep.api_url}/v1/tenants/{tenant}/campaigns/{campaign}/report",
-        headers={"Authorization": f"Bearer {cfg['report_keys'][0]}"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raise SystemExit(f"report API answered {exc.code}: {exc.read().decode()[:300]}") from exc
-
-
 def _money(revenue: dict[str, Any]) -> str:
     return ", ".join(f"{Decimal(str(v)):.2f} {cur}" for cur, v in sorted(revenue.items())) or "-"
 
@@ -93,9 +83,7 @@ def report_tables(report: dict) -> list[Table]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pushpipe_local.cli.main import _running
-
-    ep = _running(args)
+    ep = require_running(args)
     report = fetch_report(ep, args.tenant, args.campaign)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -120,11 +108,15 @@ def result_table(columns: list[str], rows: list[tuple], limit: int = 200) -> Tab
     return table
 
 
+def _archive(s3: Any, home: Path) -> LocalAthena:
+    """Athena over the local archive bucket, its copies cached under ``home``."""
+    from pushpipe_local.cloud.athena import LocalAthena
+
+    return LocalAthena(s3, physical_name("bucket", t.ARCHIVE_BUCKET.name), home / "athena")
+
+
 def cmd_query(args: argparse.Namespace) -> int:
-    from pushpipe.pings.audit import NAMED_QUERIES, named_query
-    from pushpipe_local.cli.main import _running
-    from pushpipe_local.cloud.athena import LocalAthena, QueryError
-    from pushpipe_local.cloud.cloud import physical_name
+    from pushpipe_local.cloud.athena import QueryError
 
     if args.list:
         for q in NAMED_QUERIES:
@@ -138,10 +130,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     except KeyError as exc:
         console.print(f"[red]{exc.args[0]}[/red]")
         return 2
-    ep = _running(args)
-    athena = LocalAthena(
-        ep.client("s3"), physical_name("bucket", t.ARCHIVE_BUCKET.name), Path(args.home) / "athena"
-    )
+    ep = require_running(args)
+    athena = _archive(ep.client("s3"), Path(args.home))
     try:
         result = athena.run_query(sql, args.param or None)
     except QueryError as exc:
@@ -172,44 +162,7 @@ def register(subparsers: Any) -> None:
 
 
 # --- demo stages: pings from simulated browsers, the report, one audit query ------------
-def ensure_tenant(ep: Any, tenant: str) -> dict:
-    """The tenant's entry in the local tenant secret, created if missing."""
-    from pushpipe_local.cloud.cloud import physical_name
-
-    sm = ep.client("secretsmanager")
-    name = physical_name("secret", t.TENANT_SECRET.name)
-    value = json.loads(sm.get_secret_value(SecretId=name)["SecretString"] or "{}")
-    tenants = value.setdefault("tenants", {})
-    if tenant not in tenants:
-        tenants[tenant] = default_tenants_secret(tenant)["tenants"][tenant]
-        sm.put_secret_value(SecretId=name, SecretString=json.dumps(value))
-    return tenants[tenant]
-
-
-def wait_for_counts(
-    ep: Any, tenant: str, campaign: str, expected: dict[str, dict[str, int]], timeout_s=60.0
-) -> dict:
-    """Poll the report until its ping counts equal ``expected`` ({variant: {type: n}})."""
-    import time
-
-    end = time.time() + timeout_s
-    report: dict = {}
-    while time.time() < end:
-        report = fetch_report(ep, tenant, campaign)
-        got = {v["variant"]: v for v in report["variants"]}
-        if all(
-            got.get(variant, {}).get(kind, 0) == n
-            for variant, kinds in expected.items()
-            for kind, n in kinds.items()
-        ):
-            return report
-        time.sleep(0.5)
-    return report
-
-
-def _stage_pings(ctx: Any) -> None:
-    from pushpipe_local.sim.browsers import Rates, SimulatedBrowsers
-
+def _stage_pings(ctx: DemoContext) -> None:
     browsers = SimulatedBrowsers(ctx.endpoints.push_url, Rates(seed=7), concurrency=16)
     stats = browsers.run_until_idle(idle_s=1.5, timeout_s=300)
     browsers.stop()
@@ -226,7 +179,7 @@ def _stage_pings(ctx: Any) -> None:
     )
 
 
-def _stage_report(ctx: Any) -> None:
+def _stage_report(ctx: DemoContext) -> None:
     tenant = ctx.results.get("tenant", "demo-shop")
     ensure_tenant(ctx.endpoints, tenant)
     stats = ctx.results.get("browsers")
@@ -234,13 +187,7 @@ def _stage_report(ctx: Any) -> None:
     report = wait_for_counts(ctx.endpoints, tenant, ctx.campaign, expected)
     for table in report_tables(report):
         ctx.console.print(table)
-    got = {v["variant"]: v for v in report["variants"]}
-    same = all(
-        got.get(variant, {}).get(kind, 0) == n
-        for variant, kinds in expected.items()
-        for kind, n in kinds.items()
-    )
-    if same:
+    if counts_match(report, expected):
         ctx.console.print(
             "[green]The report's impressions and clicks equal what the browsers pinged, "
             "each counted once.[/green]"
@@ -250,30 +197,29 @@ def _stage_report(ctx: Any) -> None:
         ctx.ok = False
 
 
-def _stage_audit(ctx: Any) -> None:
-    import time
+def _query_until_rows(
+    athena: LocalAthena, sql: str, params: Sequence[Any], attempts: int = 20
+) -> QueryResult:
+    """Run the query until it returns rows (the archive pump trails the stream by a
+    moment), one second apart; the last result if it never does."""
+    result = athena.run_query(sql, params)
+    for _ in range(attempts - 1):
+        if result.rows:
+            break
+        time.sleep(1)
+        result = athena.run_query(sql, params)
+    return result
 
-    from pushpipe.pings.audit import named_query
-    from pushpipe_local.cloud.athena import LocalAthena
-    from pushpipe_local.cloud.cloud import physical_name
 
-    athena = LocalAthena(
-        ctx.endpoints.client("s3"),
-        physical_name("bucket", t.ARCHIVE_BUCKET.name),
-        Path(ctx.endpoints.home) / "athena",
-    )
+def _stage_audit(ctx: DemoContext) -> None:
+    athena = _archive(ctx.endpoints.client("s3"), Path(ctx.endpoints.home))
     query = named_query("campaign-funnel")
     tenant = ctx.results.get("tenant", "demo-shop")
     ctx.console.print(
         f"[bold]pushpipe query --named {query.name} --param {tenant} "
         f"--param {ctx.campaign}[/bold]  (DuckDB over the Firehose archive)"
     )
-    result = None
-    for _ in range(20):  # the archive pump trails the stream by a moment
-        result = athena.run_query(query.sql, [tenant, ctx.campaign])
-        if result.rows:
-            break
-        time.sleep(1)
+    result = _query_until_rows(athena, query.sql, [tenant, ctx.campaign])
     ctx.console.print(result_table(result.columns, result.rows))
 
 

@@ -1,11 +1,13 @@
-"""Watching a send: a progress bar fed by the run records in DynamoDB."""
+"""Watching a send: a progress bar fed by the run records in DynamoDB, the table of runs,
+and the compact table style the CLI's tables share."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TypedDict
 
 from rich import box
+from rich.box import Box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -68,8 +70,20 @@ def follow(
     return view
 
 
+class TableStyle(TypedDict):
+    box: Box
+    pad_edge: bool
+    show_edge: bool
+    collapse_padding: bool
+
+
 # Tables that fit an 80-column terminal: no outer edge, one space between columns.
-COMPACT = {"box": box.SIMPLE_HEAD, "pad_edge": False, "show_edge": False, "collapse_padding": True}
+COMPACT: TableStyle = {
+    "box": box.SIMPLE_HEAD,
+    "pad_edge": False,
+    "show_edge": False,
+    "collapse_padding": True,
+}
 
 
 def run_table(views: list[RunView]) -> Table:
@@ -109,7 +123,3 @@ def run_table(views: list[RunView]) -> Table:
         )
     table.caption = "\n".join(notes)
     return table
-
-
-def counts_dict(view: RunView) -> dict[str, Any]:
-    return {"state": view.state, "total": view.total, "reason": view.reason, **view.counts}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -13,8 +14,11 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from rich.console import Console
 
-from pushpipe_local.cloud.cloud import REGION, json_call, physical_name
+from pushpipe_local.cloud.cloud import REGION, LocalCloud, json_call, physical_name
+
+console = Console()
 
 
 @dataclass
@@ -27,11 +31,11 @@ class Endpoints:
     home: str
 
     @classmethod
-    def from_cloud(cls, cloud: Any) -> Endpoints:
+    def from_cloud(cls, cloud: LocalCloud) -> Endpoints:
         return cls(
             cloud.moto_url,
             cloud.push_url,
-            cloud.runtime.invoke_url,
+            cloud.invoke_url,
             cloud.api_url,
             cloud.vapid_public_key,
             str(cloud.home),
@@ -85,3 +89,17 @@ class Endpoints:
                 return stats
             time.sleep(0.2)
         return self.push_admin("GET", "/_admin/stats")
+
+
+def require_running(args: argparse.Namespace) -> Endpoints:
+    """The local cloud of ``pushpipe local up`` for ``--home``; exits (2) with a hint if
+    none is running."""
+    ep = Endpoints.running(Path(args.home))
+    if ep is None:
+        console.print(
+            f"[red]No local cloud is running for {args.home}.[/red] "
+            "Start one with [bold]pushpipe local up[/bold] (or run [bold]pushpipe demo"
+            "[/bold], which starts its own)."
+        )
+        raise SystemExit(2)
+    return ep

@@ -117,10 +117,3 @@ class LocalAthena:
             raise QueryError(str(exc).splitlines()[0]) from exc
         finally:
             con.close()
-
-
-def run_query(
-    s3_client: Any, bucket: str, sql: str, params: Sequence[Any] | None = None, cache_dir=None
-) -> list[tuple]:
-    """One-shot: the rows of ``sql`` over the archive in ``bucket``."""
-    return LocalAthena(s3_client, bucket, cache_dir).run_query(sql, params).rows

@@ -6,16 +6,15 @@ service, wired from ``pushpipe.topology`` exactly as the CDK stack wires AWS.
     cloud.s3.put_object(Bucket=cloud.bucket("audience"), Key="audiences/x.json", Body=...)
     cloud.stop()
 
-Keys are generated at start-up (VAPID, ping-token signing); nothing secret is in the repo.
+Keys are generated at start-up (``seed``: VAPID, ping-token signing, the demo tenant);
+nothing secret is in the repo. Resources come from ``provision``.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
-import secrets as pysecrets
 import socket
 import subprocess
 import sys
@@ -28,17 +27,32 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from pushpipe import topology as t
-from pushpipe_local.cloud.provision import create_table
+from pushpipe_local.cloud.provision import (
+    LOCAL_CONFIGURATION_SET,
+    LOCAL_MAIL_FROM,
+    create_resources,
+    physical_name,
+    resource_env,
+)
+from pushpipe_local.cloud.seed import fresh_secret
 from pushpipe_local.pushservice import PushServiceProcess, start_pushservice_process
 from pushpipe_local.runtime.runtime import FunctionConfig, Runtime
 
+# physical_name is part of this module's surface (the CLI, tests and benchmarks name
+# resources through it); it is defined with the other naming rules in provision.
+__all__ = [
+    "CREDENTIALS",
+    "REGION",
+    "LocalCloud",
+    "LocalOptions",
+    "free_port",
+    "json_call",
+    "physical_name",
+]
+
 REGION = "us-east-1"
-ACCOUNT = "123456789012"
-PREFIX = "pushpipe-local"
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -46,17 +60,6 @@ CREDENTIALS = {
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
 }
-
-
-# The SES identity of the local cloud (moto refuses mail from unverified senders).
-LOCAL_MAIL_FROM = "pushpipe@pushpipe.local"
-LOCAL_CONFIGURATION_SET = f"{PREFIX}-mail"
-
-
-def physical_name(kind: str, name: str) -> str:
-    if kind == "secret":
-        return f"{PREFIX}/{name}"
-    return f"{PREFIX}-{name}"
 
 
 def free_port() -> int:
@@ -73,10 +76,6 @@ def json_call(base_url: str, method: str, path: str, body: Any = None, timeout: 
     )
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read() or b"null")
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 @dataclass
@@ -96,6 +95,8 @@ class LocalOptions:
 
 
 class LocalCloud:
+    """The local cloud's processes and endpoints, started by ``start()``."""
+
     def __init__(self, options: LocalOptions | None = None) -> None:
         self.options = options or LocalOptions()
         self.home = Path(self.options.home).resolve()
@@ -132,9 +133,6 @@ class LocalCloud:
     def bucket(self, name: str) -> str:
         return physical_name("bucket", name)
 
-    def table(self, name: str) -> str:
-        return physical_name("table", name)
-
     @property
     def push_url(self) -> str:
         return self.push.url if self.push else ""
@@ -143,18 +141,24 @@ class LocalCloud:
     def api_url(self) -> str:
         return self.runtime.api_url if self.runtime else ""
 
+    @property
+    def invoke_url(self) -> str:
+        return self.runtime.invoke_url if self.runtime else ""
+
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> LocalCloud:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(exist_ok=True)
         handler = logging.FileHandler(self.home / "logs" / "runtime.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        runtime_log = logging.getLogger("pushpipe_local.runtime.runtime")
+        runtime_log = logging.getLogger("pushpipe_local.runtime")
         runtime_log.handlers = [handler]
         runtime_log.setLevel(logging.INFO)
         runtime_log.propagate = False
         self._start_moto()
-        self._create_resources()
+        self.queue_urls.update(
+            create_resources(self.client, visibility_s=self.options.queue_visibility_s)
+        )
         self._create_secrets()
         self.push = start_pushservice_process(
             port=free_port(),
@@ -215,160 +219,76 @@ class LocalCloud:
                 time.sleep(0.1)
         raise RuntimeError("moto server did not start within 60 s")
 
-    # -- resources from the topology ------------------------------------------------------
-    def _create_resources(self) -> None:
-        s3, sqs, ddb = self.client("s3"), self.client("sqs"), self.client("dynamodb")
-        for b in t.BUCKETS:
-            s3.create_bucket(Bucket=self.bucket(b.name))
-        for q in t.QUEUES:
-            name = physical_name("queue", q.name)
-            attrs = {"VisibilityTimeout": str(self.options.queue_visibility_s)}
-            if q.dlq:
-                dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-                self.queue_urls[f"{q.name}-dlq"] = dlq
-                dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])[
-                    "Attributes"
-                ]["QueueArn"]
-                attrs["RedrivePolicy"] = json.dumps(
-                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(q.max_receive_count)}
-                )
-            self.queue_urls[q.name] = sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
-        for n in t.NOTIFICATIONS:
-            url = self.queue_urls[n.queue]
-            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-                "QueueArn"
-            ]
-            s3.put_bucket_notification_configuration(
-                Bucket=self.bucket(n.bucket),
-                NotificationConfiguration={
-                    "QueueConfigurations": [
-                        {
-                            "QueueArn": arn,
-                            "Events": ["s3:ObjectCreated:*"],
-                            "Filter": {
-                                "Key": {"FilterRules": [{"Name": "prefix", "Value": n.prefix}]}
-                            },
-                        }
-                    ]
-                },
-            )
-            self._drain_test_event(url)
-        for tb in t.TABLES:
-            create_table(ddb, tb, self.table(tb.name))
-        kinesis = self.client("kinesis")
-        for st in t.STREAMS:
-            kinesis.create_stream(StreamName=physical_name("stream", st.name), ShardCount=st.shards)
-        if t.MAILERS:
-            sesv2 = self.client("sesv2")
-            sesv2.create_configuration_set(ConfigurationSetName=LOCAL_CONFIGURATION_SET)
-            sesv2.create_email_identity(EmailIdentity=LOCAL_MAIL_FROM)
-        firehose = self.client("firehose")
-        for d in t.DELIVERY_STREAMS:
-            firehose.create_delivery_stream(
-                DeliveryStreamName=physical_name("firehose", d.name),
-                DeliveryStreamType="DirectPut",
-                ExtendedS3DestinationConfiguration={
-                    "RoleARN": f"arn:aws:iam::{ACCOUNT}:role/firehose",
-                    "BucketARN": f"arn:aws:s3:::{self.bucket(d.bucket)}",
-                    "Prefix": d.prefix,
-                    "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 60},
-                },
-            )
-
-    def _drain_test_event(self, queue_url: str) -> None:
-        """S3 sends an ``s3:TestEvent`` when notifications are configured; the handler
-        ignores it too, but draining it keeps the first invocation for real work."""
-        sqs = self.client("sqs")
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        for m in got.get("Messages", []):
-            if "s3:TestEvent" in m["Body"]:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-
+    # -- secrets ----------------------------------------------------------------------------
     def _create_secrets(self) -> None:
         sm = self.client("secretsmanager")
         for sec in t.SECRETS:
+            value = fresh_secret(sec)
             if sec.kind == "vapid":
-                key = ec.generate_private_key(ec.SECP256R1())
-                pem = key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                ).decode()
-                public = _b64url(
-                    key.public_key().public_bytes(
-                        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-                    )
-                )
-                self.vapid_public_key = public
-                value = {"private_key": pem, "public_key": public}
-            elif sec.kind == "hmac":
-                value = {"active": "k1", "keys": {"k1": _b64url(pysecrets.token_bytes(32))}}
-            else:
-                value = self.secret_defaults().get(sec.name, {})
+                self.vapid_public_key = value["public_key"]
             sm.create_secret(Name=physical_name("secret", sec.name), SecretString=json.dumps(value))
-
-    def secret_defaults(self) -> dict[str, dict]:
-        """Values of ``json`` secrets for the local run: the demo tenant with fresh keys."""
-        from pushpipe_local.cloud.seed import default_tenants_secret
-
-        return {t.TENANT_SECRET.name: default_tenants_secret()}
 
     # -- functions ----------------------------------------------------------------------
     def function_env(self, fn: t.Function) -> dict[str, str]:
         env = {
             **CREDENTIALS,
             "AWS_ENDPOINT_URL": self.moto_url,
-            "AWS_ENDPOINT_URL_LAMBDA": self.runtime.invoke_url if self.runtime else "",
+            "AWS_ENDPOINT_URL_LAMBDA": self.invoke_url,
             "POWERTOOLS_SERVICE_NAME": "pushpipe",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "Pushpipe",
             "PUSHPIPE_LOCAL": "1",
             **{k: str(v) for k, v in fn.settings.items()},
+            **resource_env(fn),
         }
-        kinds = {
-            "table": t.TABLES,
-            "bucket": t.BUCKETS,
-            "firehose": t.DELIVERY_STREAMS,
-            "secret": t.SECRETS,
-            "queue": t.QUEUES,
-            "stream": t.STREAMS,
-        }
-        for used in fn.uses:
-            for kind, group in kinds.items():
-                for item in group:
-                    if item.name == used and getattr(item, "env", None):
-                        env[item.env] = physical_name(kind, item.name)
         for mailer in t.MAILERS:
             if mailer.name in fn.uses:
                 env[mailer.env] = LOCAL_MAIL_FROM
                 env[mailer.configuration_set_env] = LOCAL_CONFIGURATION_SET
         if fn.env:
             env[fn.env] = fn.name
-        if self.runtime and self.runtime.api_url:
+        if self.api_url:
             for name, path in fn.api_paths.items():
-                env[name] = f"{self.runtime.api_url}{path}"
+                env[name] = f"{self.api_url}{path}"
         env.update(self.options.settings.get(fn.name, {}))
         return env
 
     def _start_runtime(self) -> None:
-        self.runtime = Runtime({}, self.home / "logs", REGION)
-        self.runtime.start_invoke_api()
-        self.runtime.start_http_api(t.ROUTES)
+        self.runtime = runtime = Runtime({}, self.home / "logs", REGION)
+        runtime.start_invoke_api()
+        runtime.start_http_api(t.ROUTES)
         for fn in t.FUNCTIONS:
-            self.runtime.add_function(
-                FunctionConfig(
-                    spec=fn,
-                    env=self.function_env(fn),
-                    timeout_s=self.options.timeouts.get(fn.name, fn.timeout_s),
-                    max_concurrency=min(
-                        fn.reserved_concurrency or self.options.max_concurrency,
-                        self.options.max_concurrency,
-                    ),
-                    retry_delays_s=self.options.async_retry_delays_s,
+            runtime.add_function(self._function_config(fn))
+        self._prewarm(runtime)
+        for fn in t.FUNCTIONS:
+            for trig in fn.triggers:
+                self._start_trigger(runtime, fn, trig)
+        kinesis, firehose = self.client("kinesis"), self.client("firehose")
+        for d in t.DELIVERY_STREAMS:
+            if d.source_stream:
+                runtime.pump_firehose(
+                    kinesis,
+                    firehose,
+                    physical_name("stream", d.source_stream),
+                    physical_name("firehose", d.name),
                 )
-            )
+
+    def _function_config(self, fn: t.Function) -> FunctionConfig:
+        return FunctionConfig(
+            spec=fn,
+            env=self.function_env(fn),
+            timeout_s=self.options.timeouts.get(fn.name, fn.timeout_s),
+            max_concurrency=min(
+                fn.reserved_concurrency or self.options.max_concurrency,
+                self.options.max_concurrency,
+            ),
+            retry_delays_s=self.options.async_retry_delays_s,
+        )
+
+    def _prewarm(self, runtime: Runtime) -> None:
+        """Start the containers of ``options.prewarm``, all functions at once."""
         warm = [
-            threading.Thread(target=self.runtime.pools[name].prewarm, args=(n,), daemon=True)
+            threading.Thread(target=runtime.pools[name].prewarm, args=(n,), daemon=True)
             for name, n in self.options.prewarm.items()
             if n
         ]
@@ -376,38 +296,35 @@ class LocalCloud:
             th.start()
         for th in warm:
             th.join()
-        kinesis, firehose = self.client("kinesis"), self.client("firehose")
-        for fn in t.FUNCTIONS:
-            for trig in fn.triggers:
-                if isinstance(trig, t.SqsTrigger):
-                    self.runtime.poll_sqs(
-                        self.client("sqs"), self.queue_urls[trig.queue], fn.name, trig.batch_size
-                    )
-                elif isinstance(trig, t.KinesisTrigger):
-                    self.runtime.poll_kinesis(
-                        kinesis,
-                        physical_name("stream", trig.stream),
-                        fn.name,
-                        trig.batch_size,
-                        trig.max_batching_window_s,
-                    )
-                elif isinstance(trig, t.ScheduleTrigger) and self.options.schedule_every_s:
-                    self.runtime.schedule(fn.name, self.options.schedule_every_s, trig.payload)
-        for d in t.DELIVERY_STREAMS:
-            if d.source_stream:
-                self.runtime.pump_firehose(
-                    kinesis,
-                    firehose,
-                    physical_name("stream", d.source_stream),
-                    physical_name("firehose", d.name),
-                )
+
+    def _start_trigger(
+        self,
+        runtime: Runtime,
+        fn: t.Function,
+        trig: t.SqsTrigger | t.KinesisTrigger | t.ScheduleTrigger,
+    ) -> None:
+        """The event source of one of ``fn``'s triggers (schedules only if enabled)."""
+        if isinstance(trig, t.SqsTrigger):
+            runtime.poll_sqs(
+                self.client("sqs"), self.queue_urls[trig.queue], fn.name, trig.batch_size
+            )
+        elif isinstance(trig, t.KinesisTrigger):
+            runtime.poll_kinesis(
+                self.client("kinesis"),
+                physical_name("stream", trig.stream),
+                fn.name,
+                trig.batch_size,
+                trig.max_batching_window_s,
+            )
+        elif isinstance(trig, t.ScheduleTrigger) and self.options.schedule_every_s:
+            runtime.schedule(fn.name, self.options.schedule_every_s, trig.payload)
 
     def _write_state(self) -> None:
         state = {
             "pid": os.getpid(),
             "moto_url": self.moto_url,
             "push_url": self.push_url,
-            "invoke_url": self.runtime.invoke_url if self.runtime else "",
+            "invoke_url": self.invoke_url,
             "api_url": self.api_url,
             "vapid_public_key": self.vapid_public_key,
             "home": str(self.home),

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     patch_moto()
     from moto.server import main as moto_main
 
-    return moto_main(argv) or 0
+    moto_main(argv)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """A local Lambda "container": one process that imports a handler once and serves
 invocations one at a time, keeping module state between them (warm starts).
 
-The supervisor (``pushpipe_local.runtime.runtime``) starts it with ``multiprocessing`` (spawn),
-sends ``Invocation`` dicts over a pipe and reads back results. It enforces the timeout by
-killing the process, as Lambda does.
+Its pool (``pushpipe_local.runtime.pool``) starts it with ``multiprocessing`` (spawn),
+sends invocation dicts over a pipe and reads back results. The pool enforces the timeout
+by killing the process, as Lambda does.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 They follow the push service's delivery log (``GET /_admin/received?after=<seq>``) and,
 for each push carrying a ping token, post the pings a real service worker would:
-``delivered`` for the share of pushes a browser shows and reports (default 30%: the
-brief's 300,000 delivery pings per 1,000,000 sends), ``clicked`` for a share of those
+``delivered`` for the share of pushes a browser shows and reports (default 30%:
+300,000 delivery pings per 1,000,000 sends), ``clicked`` for a share of those
 (default 5%: 15,000 clicks), ``closed`` for a share of the rest. Decisions are a
 deterministic hash of the notification id and a seed, so a run is reproducible and a
 redelivered push (same notification) gets the same decision, as the same browser would.
@@ -64,7 +64,32 @@ class BrowserStats:
         return dict(out)
 
 
+def _payload_of(record: dict[str, Any]) -> dict[str, Any] | None:
+    """A delivery's decrypted payload as a dict (it is JSON text when sw.js would parse
+    it), or None if it is not a JSON object."""
+    payload = record.get("payload")
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _ping_target(record: dict[str, Any]) -> tuple[dict[str, Any], str, str] | None:
+    """A delivery's payload with its ping URL and token, if it carries a ping token."""
+    payload = _payload_of(record)
+    ping = payload.get("ping") if payload is not None else None
+    if payload is None or not isinstance(ping, dict) or not ping.get("token"):
+        return None
+    if not ping.get("url"):
+        return None
+    return payload, str(ping["url"]), str(ping["token"])
+
+
 class SimulatedBrowsers:
+    """Browsers that follow the push service's delivery log and ping like sw.js."""
+
     def __init__(
         self,
         push_url: str,
@@ -84,7 +109,6 @@ class SimulatedBrowsers:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.last_activity = time.time()
 
     # --- one browser's behaviour ---------------------------------------------------------
     def pings_for(self, payload: dict[str, Any]) -> list[str]:
@@ -126,9 +150,7 @@ class SimulatedBrowsers:
             else:
                 self.stats.refused[resp.status_code] += 1
 
-    def _browse(self, payload: dict) -> None:
-        ping = payload.get("ping") or {}
-        url, token = self.ping_url or ping.get("url"), ping.get("token")
+    def _browse(self, payload: dict, url: str, token: str) -> None:
         for kind in self.pings_for(payload):
             self._post(url, token, kind, payload)  # in order: delivered before clicked
 
@@ -146,22 +168,16 @@ class SimulatedBrowsers:
         futures = []
         for record in records:
             self.stats.deliveries += 1
-            payload = record.get("payload")
-            if isinstance(payload, str):
-                try:
-                    payload = json.loads(payload)
-                except ValueError:
-                    payload = None
-            ping = payload.get("ping") if isinstance(payload, dict) else None
-            if not isinstance(ping, dict) or not ping.get("token") or not ping.get("url"):
+            target = _ping_target(record)
+            if target is None:
                 self.stats.without_ping += 1
                 continue
-            futures.append(self._pool.submit(self._browse, payload))
+            payload, url, token = target
+            futures.append(self._pool.submit(self._browse, payload, self.ping_url or url, token))
         for f in futures:
             f.result()
         if records:
             self.cursor = max(self.cursor, int(data.get("next") or records[-1]["seq"]))
-            self.last_activity = time.time()
         return len(records)
 
     def run_until_idle(self, idle_s: float = 2.0, timeout_s: float = 300.0) -> BrowserStats:

@@ -14,17 +14,11 @@ import pytest
 from pushpipe import topology as t
 from pushpipe.audience.format import Variant
 from pushpipe.audience.variants import assign
-from pushpipe_local.cli.approval import (
-    click,
-    local_mails,
-    post_request,
-    register_device,
-    request_status,
-    wait_for_mails,
-    wait_for_state,
-)
 from pushpipe_local.cli.session import Endpoints
 from pushpipe_local.sim.audiences import recipient, write_audience
+from pushpipe_local.sim.form_client import click, register_device
+from pushpipe_local.sim.mailbox import local_mails, wait_for_mails
+from pushpipe_local.sim.tenant import post_request, request_status, wait_for_state
 
 from .conftest import SendHarness
 

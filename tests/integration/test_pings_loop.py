@@ -13,12 +13,12 @@ from collections import Counter
 import pytest
 
 from pushpipe.pings.audit import named_query
-from pushpipe_local.cli.pings import ensure_tenant, fetch_report, wait_for_counts
 from pushpipe_local.cli.session import Endpoints
 from pushpipe_local.cloud.athena import LocalAthena
 from pushpipe_local.cloud.cloud import physical_name
 from pushpipe_local.sim.audiences import demo_campaign
 from pushpipe_local.sim.browsers import Rates, SimulatedBrowsers
+from pushpipe_local.sim.tenant import ensure_tenant, fetch_report, wait_for_counts
 
 from .conftest import SendHarness
 

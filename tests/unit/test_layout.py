@@ -19,8 +19,6 @@ OVERSIZED = {
     "pushpipe/sending/runs.py": 581,
     "pushpipe/approval/service.py": 546,
     "pushpipe/approval/store.py": 553,
-    "pushpipe_local/runtime/runtime.py": 786,
-    "pushpipe_local/cli/approval.py": 740,
 }
 
 
