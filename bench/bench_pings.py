@@ -38,15 +38,8 @@ from pushpipe.pings.counters import CounterStore
 from pushpipe.pings.counters import _CampaignSeen as _seen_state
 from pushpipe.pings.ingest import PingRecord, aggregate_batch
 from pushpipe.shared.tokens import notification_id
-from tests.support.pings import (
-    REGION,
-    TENANTS,
-    FakeContext,
-    http_event,
-    provision,
-    set_env,
-    token,
-)
+from tests.support.events import FakeContext, http_event
+from tests.support.pings import REGION, TENANTS, provision, set_env, token
 
 RESULTS = Path(__file__).resolve().parent / "results"
 AGG = t.by_name(t.FUNCTIONS, "aggregate")

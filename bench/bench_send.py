@@ -279,7 +279,8 @@ def _naive_rss(path: Path) -> float:
 # ---------------------------------------------------------------------------------------
 def local_cloud_numbers(recipients: int, repeats: int) -> dict:
     from pushpipe import topology as t
-    from pushpipe.sending.runs import RunStore, run_id_for
+    from pushpipe.sending.run_store import RunStore
+    from pushpipe.sending.runs import run_id_for
     from pushpipe_local.cloud.cloud import LocalCloud, LocalOptions, physical_name
 
     firsts, chain_rates = [], []

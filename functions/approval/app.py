@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from functions.approval import pages
+from pushpipe.approval.decisions import inspect, perform
 from pushpipe.approval.models import (
     Action,
     LinkInvalid,
@@ -26,7 +27,7 @@ from pushpipe.approval.models import (
     RequestNotFound,
     parse_request,
 )
-from pushpipe.approval.service import inspect, payload_previews, perform, submit
+from pushpipe.approval.service import payload_previews, submit
 from pushpipe.approval.wiring import wiring
 from pushpipe.shared.errors import ConfigurationError, StoreError
 from pushpipe.shared.observability import logger, metrics

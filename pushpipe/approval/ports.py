@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pushpipe.approval.devices import DeviceStore
 from pushpipe.approval.mail import Mail
 from pushpipe.approval.store import RequestStore
 from pushpipe.audience.writer import AudienceSink
@@ -46,6 +47,7 @@ class ApprovalConfig:
 @dataclass
 class ApprovalPorts:
     store: RequestStore
+    devices: DeviceStore  # approvers' test devices, in the same table
     objects: AudienceSource
     writer: AudienceSink
     subscriptions: SubscriptionStore

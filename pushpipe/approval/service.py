@@ -4,26 +4,22 @@
                pending and hand the counting to an asynchronous invocation;
 ``prepare``  — count the audience by streaming it, then mail the approvers (each with
                their own signed links) and the requester;
-``inspect``  — what a link's confirmation page shows; refuses forged, expired, used,
-               foreign links and self-approval without changing anything;
-``perform``  — what the confirmed page does: approve, reject, test push, register a
-               test device;
 ``release``  — write the approved audience under the audience prefix, exactly once;
 ``sweep``    — expire undecided requests, finish releases that were interrupted.
 
 Ports (store, S3, subscriptions, SES, the push sender, the self-invoker) come in as
-arguments (``ApprovalPorts``).
+arguments (``ApprovalPorts``). What each approver's link does (``inspect``, ``perform``)
+lives in ``decisions``.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from pushpipe.approval.links import LinkClaims, new_claims, sign_link, verify_link
+from pushpipe.approval.links import new_claims, sign_link
 from pushpipe.approval.mail import (
     Links,
     Preview,
@@ -33,19 +29,11 @@ from pushpipe.approval.mail import (
 )
 from pushpipe.approval.models import (
     Action,
-    AlreadyDecided,
     ApprovalRequest,
     FileAudience,
-    LinkExpired,
-    LinkInvalid,
-    LinkUsed,
-    NotAnApprover,
-    NoTestDevice,
     RequestClosed,
     RequestIn,
     RequestInvalid,
-    RequestNotFound,
-    SelfApproval,
     Stage,
     State,
 )
@@ -53,30 +41,12 @@ from pushpipe.approval.ports import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.release import count_file, count_segment, file_recipients, segment_recipients
 from pushpipe.approval.store import SYSTEM
 from pushpipe.audience.format import Recipient
-from pushpipe.audience.payloads import PayloadBuilder, message_for
+from pushpipe.audience.payloads import PayloadBuilder
 from pushpipe.audience.writer import Counter, audience_chunks
-from pushpipe.push.models import Outcome, PushMessage
 from pushpipe.shared.errors import AudienceChanged, AudienceRejected, PayloadTooLarge, StoreError
 from pushpipe.shared.observability import logger, metrics
 
 REQUESTS_SUBPREFIX = "requests/"
-
-
-@dataclass
-class PageResult:
-    """What the page shows after an action."""
-
-    title: str
-    message: str
-    request: ApprovalRequest
-    details: list[str] = field(default_factory=list)
-
-
-@dataclass
-class LinkView:
-    claims: LinkClaims
-    request: ApprovalRequest
-    devices: int = 0
 
 
 # --- submit -------------------------------------------------------------------------------
@@ -198,11 +168,13 @@ def _refuse(req: ApprovalRequest, reason: str, ports: ApprovalPorts) -> str:
         ports.store.close(req.id, State.REJECTED, SYSTEM, "refuse", reason, ports.clock())
     except RequestClosed:
         return "already-closed"
-    _notify(req.id, ports, "refused", f"Your request was refused before approval: {reason}.")
+    notify_requester(
+        req.id, ports, "refused", f"Your request was refused before approval: {reason}."
+    )
     return "refused"
 
 
-def _notify(request_id: str, ports: ApprovalPorts, what: str, detail: str) -> None:
+def notify_requester(request_id: str, ports: ApprovalPorts, what: str, detail: str) -> None:
     req = ports.store.get(request_id)
     try:
         ports.mailer.send(req.requester, outcome_mail(req, what, detail))
@@ -259,191 +231,8 @@ def payload_previews(
     return out
 
 
-# --- links --------------------------------------------------------------------------------
-def inspect(
-    token: str | None,
-    ports: ApprovalPorts,
-    config: ApprovalConfig,
-    expect: Action | None = None,
-) -> LinkView:
-    """Check a link without using it: what its confirmation page shows."""
-    now = ports.clock()
-    claims = verify_link(token, ports.signing_keys(), now)
-    if expect is not None and claims.action != expect.value:
-        raise LinkInvalid(
-            f"This is a “{claims.action}” link, opened as a “{expect.value}” link. Open the "
-            "link exactly as it is in the e-mail."
-        )
-    try:
-        req = ports.store.get(claims.request)
-    except RequestNotFound as exc:
-        raise LinkInvalid("This link is for a request that does not exist.") from exc
-    if claims.approver not in req.approvers or claims.approver not in config.approvers:
-        raise NotAnApprover(f"{claims.approver} is not an approver of this request.")
-    action = Action(claims.action)
-    if action == Action.APPROVE and claims.approver == req.requester:
-        raise SelfApproval("You requested this campaign: someone else has to approve it.")
-    if ports.store.link_used(claims):
-        raise LinkUsed("This link was already used. Each link works once.")
-    if action in (Action.APPROVE, Action.REJECT):
-        if req.state == State.PENDING and req.expires_at <= now:
-            _expire(req, ports)
-            raise LinkExpired("This request has expired: nobody can approve it any more.")
-        if req.state != State.PENDING or req.stage != Stage.AWAITING:
-            raise RequestClosed(ports.store.closed_message(req.id))
-        if action == Action.APPROVE and ports.store.has_voted(req.id, claims.approver):
-            raise AlreadyDecided(
-                "You have already approved this request; your approval counts once."
-            )
-    devices = len(ports.store.devices(claims.approver)) if action == Action.TEST else 0
-    return LinkView(claims, req, devices)
-
-
-def perform(
-    token: str | None,
-    ports: ApprovalPorts,
-    config: ApprovalConfig,
-    reason: str = "",
-    subscription: dict | None = None,
-    expect: Action | None = None,
-) -> PageResult:
-    """Do what a confirmed link says (the POST of its page)."""
-    view = inspect(token, ports, config, expect)
-    claims, req = view.claims, view.request
-    now = ports.clock()
-    action = Action(claims.action)
-    if action == Action.APPROVE:
-        approvals = ports.store.approve(claims, now)
-        metrics.add_metric(name="Approvals", unit="Count", value=1)
-        if approvals >= req.approvals_required and ports.store.mark_approved(
-            req.id, now, now + config.release_grace_s
-        ):
-            ports.invoker.invoke({"action": "release", "request": req.id})
-            logger.info("request approved", extra={"request": req.id, "approvals": approvals})
-            return PageResult(
-                "Approved",
-                f"Thank you. The campaign is approved and being released to the send path: "
-                f"{_recipients(req)} recipients.",
-                ports.store.get(req.id),
-            )
-        return PageResult(
-            "Approval recorded",
-            f"Your approval is recorded ({approvals} of {req.approvals_required}). The "
-            "campaign is sent once enough approvers have approved it.",
-            ports.store.get(req.id),
-        )
-    if action == Action.REJECT:
-        why = " ".join(reason.split())[:1000]
-        ports.store.close(req.id, State.REJECTED, claims.approver, "reject", why, now, claims)
-        metrics.add_metric(name="Rejections", unit="Count", value=1)
-        _notify(
-            req.id,
-            ports,
-            "rejected",
-            f"Your request was rejected by {claims.approver}"
-            + (f": {why}" if why else " (no reason given)")
-            + ". Nothing was sent.",
-        )
-        return PageResult(
-            "Rejected",
-            "The request is rejected; nothing will be sent. The requester has been told"
-            + (" why." if why else "."),
-            ports.store.get(req.id),
-        )
-    if action == Action.TEST:
-        return _test_push(claims, req, ports, now)
-    return _register_device(claims, req, ports, subscription, now)
-
-
-def _recipients(req: ApprovalRequest) -> str:
-    if req.audience_total is None:
-        return "?"
-    return f"{req.audience_total - req.audience_malformed:,}"
-
-
-def _test_push(
-    claims: LinkClaims, req: ApprovalRequest, ports: ApprovalPorts, now: float
-) -> PageResult:
-    devices = ports.store.devices(claims.approver)
-    if not devices:
-        raise NoTestDevice(
-            "You have no registered test device yet. Open the “Register this browser for "
-            "test pushes” link of the e-mail in the browser you want the test on, then "
-            "use this link again."
-        )
-    ports.store.use_link(claims, now, f"test push to {len(devices)} device(s)")
-    header = req.request.parsed_header(req.campaign)
-    variants = [v.id for v in header.variants] or ["default"]
-    messages = []
-    for dev in devices:
-        for variant in variants:
-            body = {
-                "nid": f"test-{req.id}-{variant}",
-                "campaign": req.campaign,
-                "variant": variant,
-                "test": True,
-                **message_for(header, variant, None),
-            }
-            messages.append(
-                PushMessage(
-                    recipient_id=f"{dev['sk'].removeprefix('DEVICE#')}:{variant}",
-                    endpoint=dev["endpoint"],
-                    p256dh=dev["p256dh"],
-                    auth=dev["auth"],
-                    payload=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
-                    ttl=min(header.ttl, 3600),
-                    urgency="high",
-                )
-            )
-    results = ports.sender().send(messages)
-    gone = {r.recipient_id.split(":", 1)[0] for r in results if r.outcome is Outcome.PRUNED}
-    for device_id in gone:
-        ports.store.remove_device(claims.approver, device_id)
-    ok = sum(1 for r in results if r.outcome is Outcome.SENT)
-    details = [
-        f"{r.recipient_id}: {r.outcome.value}" + (f" ({r.reason})" if r.reason else "")
-        for r in results
-    ]
-    metrics.add_metric(name="TestPushes", unit="Count", value=ok)
-    return PageResult(
-        "Test push sent" if ok == len(results) else "Test push partly failed",
-        f"{ok} of {len(results)} test pushes ({len(variants)} variant(s) x {len(devices)} "
-        f"device(s)) were accepted by the push services."
-        + (f" {len(gone)} device(s) no longer exist and were removed." if gone else ""),
-        req,
-        details,
-    )
-
-
-def _register_device(
-    claims: LinkClaims,
-    req: ApprovalRequest,
-    ports: ApprovalPorts,
-    subscription: dict | None,
-    now: float,
-) -> PageResult:
-    sub = subscription or {}
-    endpoint = sub.get("endpoint")
-    keys = sub.get("keys") or {}
-    if not (
-        isinstance(endpoint, str)
-        and endpoint.startswith(("https://", "http://"))
-        and len(endpoint) <= 2048
-        and isinstance(keys.get("p256dh"), str)
-        and isinstance(keys.get("auth"), str)
-    ):
-        raise RequestInvalid("subscription: a PushSubscription with endpoint and keys is needed")
-    ports.store.use_link(claims, now, "registered a test device")
-    dev = ports.store.add_device(claims.approver, sub, now)
-    return PageResult(
-        "Test device registered",
-        f"This browser now receives your test pushes (device {dev}).",
-        req,
-    )
-
-
 # --- expiry, release, sweep ---------------------------------------------------------------
-def _expire(req: ApprovalRequest, ports: ApprovalPorts) -> bool:
+def expire_request(req: ApprovalRequest, ports: ApprovalPorts) -> bool:
     try:
         ports.store.close(
             req.id,
@@ -455,7 +244,7 @@ def _expire(req: ApprovalRequest, ports: ApprovalPorts) -> bool:
         )
     except RequestClosed:
         return False
-    _notify(
+    notify_requester(
         req.id, ports, "expired", "Your request expired without enough approvals. Nothing was sent."
     )
     return True
@@ -495,7 +284,7 @@ def release(request_id: str, ports: ApprovalPorts, config: ApprovalConfig) -> st
             )
         except RequestClosed:
             return "already-closed"
-        _notify(
+        notify_requester(
             req.id,
             ports,
             "failed",
@@ -523,7 +312,7 @@ def release(request_id: str, ports: ApprovalPorts, config: ApprovalConfig) -> st
         return "already-released"
     metrics.add_metric(name="RequestsReleased", unit="Count", value=1)
     logger.info("audience released", extra={"request": req.id, "key": key, "released": released})
-    _notify(
+    notify_requester(
         req.id,
         ports,
         "approved and sent",
@@ -540,7 +329,7 @@ def sweep(ports: ApprovalPorts, config: ApprovalConfig) -> dict[str, int]:
     for request_id in list(ports.store.open_until(now)):
         req = ports.store.get(request_id, decisions=False)
         if req.state == State.PENDING and req.expires_at <= now:
-            done["expired"] += int(_expire(req, ports))
+            done["expired"] += int(expire_request(req, ports))
         elif req.state == State.APPROVED:
             done["released"] += int(release(request_id, ports, config) == "released")
     return done

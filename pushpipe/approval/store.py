@@ -1,4 +1,5 @@
-"""The requests table: requests, their decisions, used links and approvers' test devices.
+"""The requests table: requests, their decisions, used links and approvers' test devices
+(those in ``DeviceStore``, in ``devices``).
 
 Items (single table, ``pk``/``sk``)::
 
@@ -21,17 +22,23 @@ sweeper finds the ones to expire or to finish releasing without a scan.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from pushpipe.approval.items import (
+    Cancelled,
+    cancellation_reasons,
+    error_code,
+    from_item,
+    iso_time,
+    item_key,
+    request_pk,
+    to_item,
+)
 from pushpipe.approval.links import LinkClaims
 from pushpipe.approval.models import (
     AlreadyDecided,
@@ -52,42 +59,6 @@ OPEN_INDEX = "open"
 REQUEST_RETENTION_S = 400 * 24 * 3600  # the audit trail outlives a year of reporting
 SYSTEM = "pushpipe"
 
-_ser = TypeSerializer()
-_de = TypeDeserializer()
-
-
-def _to_item(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(v) for k, v in d.items() if v is not None}
-
-
-def _from_item(item: dict[str, Any]) -> dict[str, Any]:
-    out = {k: _de.deserialize(v) for k, v in item.items()}
-    return {k: (int(v) if isinstance(v, Decimal) else v) for k, v in out.items()}
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def request_pk(request_id: str) -> str:
-    return f"REQ#{request_id}"
-
-
-def _key(pk: str, sk: str) -> dict[str, Any]:
-    return {"pk": {"S": pk}, "sk": {"S": sk}}
-
-
-def _reasons(exc: ClientError) -> list[str]:
-    return [r.get("Code", "None") for r in exc.response.get("CancellationReasons", []) or []]
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "?"))
-
-
-def device_id(endpoint: str) -> str:
-    return hashlib.sha256(endpoint.encode()).hexdigest()[:20]
-
 
 class RequestStore:
     def __init__(self, table: str, client: Any = None) -> None:
@@ -99,9 +70,9 @@ class RequestStore:
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
-            if _code(exc) == "TransactionCanceledException":
-                raise _Cancelled(_reasons(exc)) from exc
-            raise StoreError(operation, _code(exc), str(exc)) from exc
+            if error_code(exc) == "TransactionCanceledException":
+                raise Cancelled(cancellation_reasons(exc)) from exc
+            raise StoreError(operation, error_code(exc), str(exc)) from exc
 
     def _update(self, operation: str, **kwargs: Any) -> bool:
         """An UpdateItem; False if its condition failed."""
@@ -109,19 +80,19 @@ class RequestStore:
             self.client.update_item(TableName=self.table, **kwargs)
             return True
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return False
-            raise StoreError(operation, _code(exc), str(exc)) from exc
+            raise StoreError(operation, error_code(exc), str(exc)) from exc
 
     def _decision_put(self, request_id: str, at: float, who: str, action: str, why: str) -> dict:
         return {
             "Put": {
                 "TableName": self.table,
-                "Item": _to_item(
+                "Item": to_item(
                     {
                         "pk": request_pk(request_id),
-                        "sk": f"DEC#{_iso(at)}#{action}#{who}",
-                        "at": _iso(at),
+                        "sk": f"DEC#{iso_time(at)}#{action}#{who}",
+                        "at": iso_time(at),
                         "who": who,
                         "action": action,
                         "why": why,
@@ -135,13 +106,13 @@ class RequestStore:
         return {
             "Put": {
                 "TableName": self.table,
-                "Item": _to_item(
+                "Item": to_item(
                     {
                         "pk": request_pk(claims.request),
                         "sk": f"USED#{claims.jti}",
                         "approver": claims.approver,
                         "action": claims.action,
-                        "at": _iso(at),
+                        "at": iso_time(at),
                         "purge_at": int(at) + REQUEST_RETENTION_S,
                     }
                 ),
@@ -175,14 +146,14 @@ class RequestStore:
             {
                 "Put": {
                     "TableName": self.table,
-                    "Item": _to_item(item),
+                    "Item": to_item(item),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             },
             {
                 "Put": {
                     "TableName": self.table,
-                    "Item": _to_item(
+                    "Item": to_item(
                         {
                             "pk": f"CAMPAIGN#{req.tenant}",
                             "sk": req.campaign,
@@ -199,7 +170,7 @@ class RequestStore:
         ]
         try:
             self._transact("TransactWriteItems create request", items)
-        except _Cancelled as exc:
+        except Cancelled as exc:
             if exc.failed(1):
                 raise RequestInvalid(
                     f"campaign id {req.campaign!r} is already used by another request of "
@@ -223,9 +194,9 @@ class RequestStore:
             try:
                 page = self.client.query(**kwargs)
             except ClientError as exc:
-                raise StoreError("Query requests", _code(exc), str(exc)) from exc
+                raise StoreError("Query requests", error_code(exc), str(exc)) from exc
             for raw in page.get("Items", ()):
-                d = _from_item(raw)
+                d = from_item(raw)
                 if d["sk"] == "REQUEST":
                     head = d
                 elif d["sk"].startswith("DEC#"):
@@ -279,11 +250,11 @@ class RequestStore:
                     {
                         "Update": {
                             "TableName": self.table,
-                            "Key": _key(request_pk(request_id), "REQUEST"),
+                            "Key": item_key(request_pk(request_id), "REQUEST"),
                             "UpdateExpression": "SET " + sets,
                             "ConditionExpression": "#s = :p AND #st = :c",
                             "ExpressionAttributeNames": {"#s": "state", "#st": "stage"},
-                            "ExpressionAttributeValues": _to_item(values),
+                            "ExpressionAttributeValues": to_item(values),
                         }
                     },
                     self._decision_put(
@@ -296,7 +267,7 @@ class RequestStore:
                 ],
             )
             return True
-        except _Cancelled:
+        except Cancelled:
             return False
 
     def close(
@@ -330,11 +301,11 @@ class RequestStore:
         update = {
             "Update": {
                 "TableName": self.table,
-                "Key": _key(request_pk(request_id), "REQUEST"),
+                "Key": item_key(request_pk(request_id), "REQUEST"),
                 "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE #o, open_until",
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": _to_item(values),
+                "ExpressionAttributeValues": to_item(values),
             }
         }
         items = [update, self._decision_put(request_id, at, who, action, why)]
@@ -342,7 +313,7 @@ class RequestStore:
             items.insert(0, self._used_put(claims, at))
         try:
             self._transact(f"close request ({to.value})", items)
-        except _Cancelled as exc:
+        except Cancelled as exc:
             if claims is not None and exc.failed(0):
                 raise LinkUsed("This link was already used. Each link works once.") from None
             raise RequestClosed(self.closed_message(request_id)) from None
@@ -357,11 +328,11 @@ class RequestStore:
             {
                 "Put": {
                     "TableName": self.table,
-                    "Item": _to_item(
+                    "Item": to_item(
                         {
                             "pk": request_pk(claims.request),
                             "sk": f"VOTE#{claims.approver}",
-                            "at": _iso(at),
+                            "at": iso_time(at),
                             "purge_at": int(at) + REQUEST_RETENTION_S,
                         }
                     ),
@@ -371,11 +342,11 @@ class RequestStore:
             {
                 "Update": {
                     "TableName": self.table,
-                    "Key": _key(request_pk(claims.request), "REQUEST"),
+                    "Key": item_key(request_pk(claims.request), "REQUEST"),
                     "UpdateExpression": "SET approvals = approvals + :one",
                     "ConditionExpression": "#s = :p AND #st = :aw AND expires_at > :now",
                     "ExpressionAttributeNames": {"#s": "state", "#st": "stage"},
-                    "ExpressionAttributeValues": _to_item(
+                    "ExpressionAttributeValues": to_item(
                         {
                             ":one": 1,
                             ":p": State.PENDING.value,
@@ -389,7 +360,7 @@ class RequestStore:
         ]
         try:
             self._transact("approve request", items)
-        except _Cancelled as exc:
+        except Cancelled as exc:
             if exc.failed(0):
                 raise LinkUsed("This link was already used. Each link works once.") from None
             if exc.failed(1):
@@ -405,11 +376,11 @@ class RequestStore:
         The sweeper releases it again after ``retry_at`` if it is not sent by then."""
         return self._update(
             "UpdateItem approved",
-            Key=_key(request_pk(request_id), "REQUEST"),
+            Key=item_key(request_pk(request_id), "REQUEST"),
             UpdateExpression="SET #s = :a, approved_at = :at, open_until = :ou",
             ConditionExpression="#s = :p AND approvals >= approvals_required",
             ExpressionAttributeNames={"#s": "state"},
-            ExpressionAttributeValues=_to_item(
+            ExpressionAttributeValues=to_item(
                 {
                     ":a": State.APPROVED.value,
                     ":p": State.PENDING.value,
@@ -430,7 +401,7 @@ class RequestStore:
                     self._decision_put(claims.request, at, claims.approver, claims.action, why),
                 ],
             )
-        except _Cancelled as exc:
+        except Cancelled as exc:
             if exc.failed(0):
                 raise LinkUsed("This link was already used. Each link works once.") from None
             raise
@@ -439,22 +410,22 @@ class RequestStore:
         try:
             got = self.client.get_item(
                 TableName=self.table,
-                Key=_key(request_pk(claims.request), f"USED#{claims.jti}"),
+                Key=item_key(request_pk(claims.request), f"USED#{claims.jti}"),
                 ConsistentRead=True,
             )
         except ClientError as exc:
-            raise StoreError("GetItem link", _code(exc), str(exc)) from exc
+            raise StoreError("GetItem link", error_code(exc), str(exc)) from exc
         return "Item" in got
 
     def has_voted(self, request_id: str, approver: str) -> bool:
         try:
             got = self.client.get_item(
                 TableName=self.table,
-                Key=_key(request_pk(request_id), f"VOTE#{approver}"),
+                Key=item_key(request_pk(request_id), f"VOTE#{approver}"),
                 ConsistentRead=True,
             )
         except ClientError as exc:
-            raise StoreError("GetItem vote", _code(exc), str(exc)) from exc
+            raise StoreError("GetItem vote", error_code(exc), str(exc)) from exc
         return "Item" in got
 
     def record(self, request_id: str, at: float, who: str, action: str, why: str) -> None:
@@ -489,65 +460,13 @@ class RequestStore:
             try:
                 page = self.client.query(**kwargs)
             except ClientError as exc:
-                raise StoreError("Query open requests", _code(exc), str(exc)) from exc
+                raise StoreError("Query open requests", error_code(exc), str(exc)) from exc
             for item in page.get("Items", ()):
                 yield item["open_until"]["S"].split("#", 1)[1]
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    # --- approvers' test devices ----------------------------------------------------------
-    def add_device(self, approver: str, subscription: dict[str, Any], at: float) -> str:
-        dev = device_id(subscription["endpoint"])
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item=_to_item(
-                    {
-                        "pk": f"APPROVER#{approver}",
-                        "sk": f"DEVICE#{dev}",
-                        "endpoint": subscription["endpoint"],
-                        "p256dh": subscription["keys"]["p256dh"],
-                        "auth": subscription["keys"]["auth"],
-                        "registered_at": _iso(at),
-                    }
-                ),
-            )
-        except ClientError as exc:
-            raise StoreError("PutItem device", _code(exc), str(exc)) from exc
-        return dev
-
-    def devices(self, approver: str) -> list[dict[str, Any]]:
-        try:
-            page = self.client.query(
-                TableName=self.table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :d)",
-                ExpressionAttributeValues={
-                    ":pk": {"S": f"APPROVER#{approver}"},
-                    ":d": {"S": "DEVICE#"},
-                },
-            )
-        except ClientError as exc:
-            raise StoreError("Query devices", _code(exc), str(exc)) from exc
-        return [_from_item(i) for i in page.get("Items", ())]
-
-    def remove_device(self, approver: str, dev: str) -> None:
-        try:
-            self.client.delete_item(
-                TableName=self.table, Key=_key(f"APPROVER#{approver}", f"DEVICE#{dev}")
-            )
-        except ClientError as exc:
-            raise StoreError("DeleteItem device", _code(exc), str(exc)) from exc
-
 
 def _because(reason: str | None) -> str:
     return f": {reason}" if reason else ""
-
-
-class _Cancelled(Exception):
-    def __init__(self, reasons: list[str]) -> None:
-        super().__init__(reasons)
-        self.reasons = reasons
-
-    def failed(self, index: int) -> bool:
-        return index < len(self.reasons) and self.reasons[index] == "ConditionalCheckFailed"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from pushpipe.approval.devices import DeviceStore
 from pushpipe.approval.mail import Mailer
 from pushpipe.approval.ports import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.store import RequestStore
@@ -47,6 +48,7 @@ def wiring() -> ApprovalWiring:
 
     ports = ApprovalPorts(
         store=RequestStore(s.requests_table),
+        devices=DeviceStore(s.requests_table),
         objects=AudienceObjects(),
         writer=AudienceWriter(),
         subscriptions=SubscriptionStore(s.subscriptions_table),

@@ -11,7 +11,7 @@ from pushpipe.pings.exposures import exposure_items
 from pushpipe.push.sender import WebPushSender
 from pushpipe.push.vapid import VapidSigner
 from pushpipe.sending.ports import SendConfig, SendPorts
-from pushpipe.sending.runs import RunStore
+from pushpipe.sending.run_store import RunStore
 from pushpipe.shared.aws import ArchiveStream, AudienceObjects, SelfInvoker
 from pushpipe.shared.observability import logger
 from pushpipe.shared.secrets import SecretReader

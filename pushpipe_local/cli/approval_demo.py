@@ -20,7 +20,8 @@ from rich.table import Table
 from pushpipe import topology as t
 from pushpipe.audience.format import Variant
 from pushpipe.audience.variants import assign
-from pushpipe.sending.runs import RunStore, RunView
+from pushpipe.sending.run_store import RunStore
+from pushpipe.sending.runs import RunView
 from pushpipe_local.cli.demo import DemoContext
 from pushpipe_local.cli.progress import COMPACT
 from pushpipe_local.cloud.cloud import physical_name

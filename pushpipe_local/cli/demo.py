@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pushpipe import topology as t
-from pushpipe.sending.runs import RunStore, RunView
+from pushpipe.sending.run_store import RunStore
+from pushpipe.sending.runs import RunView
 from pushpipe_local.cli.plugins import plugin_modules
 from pushpipe_local.cli.progress import follow, wait_for_run
 from pushpipe_local.cli.session import Endpoints

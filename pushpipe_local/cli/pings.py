@@ -155,7 +155,7 @@ def register(subparsers: Any) -> None:
         "query", help="Athena SQL over the archived sends and pings, run by DuckDB"
     )
     query.add_argument("sql", nargs="?", help="SQL over the tables sends and pings")
-    query.add_argument("--named", help="run a named query of pushpipe/audit/schema.py")
+    query.add_argument("--named", help="run a named query of pushpipe/pings/audit.py (see --list)")
     query.add_argument("--param", action="append", help="a ? parameter, in order")
     query.add_argument("--list", action="store_true", help="list the named queries")
     query.set_defaults(func=cmd_query)

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pushpipe.sending.runs import FINAL_STATES, RunStore, RunView, run_id_for
+from pushpipe.sending.run_store import RunStore
+from pushpipe.sending.runs import FINAL_STATES, RunView, run_id_for
 
 
 def wait_for_run(store: RunStore, bucket: str, key: str, etag: str, timeout_s: float = 60) -> str:

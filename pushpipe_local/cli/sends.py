@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from pushpipe import topology as t
-from pushpipe.sending.runs import RunStore
+from pushpipe.sending.run_store import RunStore
 from pushpipe_local.cli.progress import follow, run_table, wait_for_run
 from pushpipe_local.cli.session import require_running
 from pushpipe_local.cloud.cloud import physical_name

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pushpipe import topology as t
-from pushpipe.sending.runs import FINAL_STATES, RunStore, RunView, run_id_for
+from pushpipe.sending.run_store import RunStore
+from pushpipe.sending.runs import FINAL_STATES, RunView, run_id_for
 from pushpipe_local.cloud.cloud import LocalCloud, LocalOptions, physical_name
 from pushpipe_local.sim.audiences import demo_campaign, recipient, write_audience
 

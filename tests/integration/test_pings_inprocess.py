@@ -13,16 +13,8 @@ import pytest
 from moto import mock_aws
 
 from pushpipe.pings import wiring as ping_wiring
-from tests.support.pings import (
-    TENANTS,
-    FakeContext,
-    http_event,
-    kinesis_event,
-    provision,
-    read_stream,
-    set_env,
-    token,
-)
+from tests.support.events import FakeContext, http_event, kinesis_event
+from tests.support.pings import TENANTS, provision, read_stream, set_env, token
 
 
 @pytest.fixture

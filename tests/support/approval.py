@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 
 from pushpipe import topology as t
+from pushpipe.approval.devices import DeviceStore
 from pushpipe.approval.mail import Mailer
 from pushpipe.approval.ports import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.store import RequestStore
@@ -224,6 +225,7 @@ def make_env(approvers: tuple[str, ...] = APPROVERS, required: int = 1) -> Env:
     invoker, sender, clock = RecordingInvoker(), RecordingSender(), Clock()
     ports = ApprovalPorts(
         store=RequestStore(REQUESTS, ddb),
+        devices=DeviceStore(REQUESTS, ddb),
         objects=AudienceObjects(s3),
         writer=AudienceWriter(s3),
         subscriptions=SubscriptionStore(SUBSCRIPTIONS, ddb),

@@ -1,6 +1,6 @@
-"""Building blocks shared by the issue-3 tests and benchmark: resources created from the
-topology declaration (so mocks cannot drift from what deploys), signed tokens, and the
-events API Gateway and Kinesis hand to the functions.
+"""Building blocks shared by the ping-path tests and benchmark: resources created from the
+topology declaration (so mocks cannot drift from what deploys), signed tokens, reading
+the pings stream and a tiny gateway in front of a handler (events: ``tests.support.events``).
 
 Never shipped to Lambda.
 """
@@ -10,19 +10,18 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 import boto3
 
 from pushpipe import topology as t
 from pushpipe.shared.tokens import PingClaims, SigningKeys, notification_id, sign
 from pushpipe_local.cloud.provision import create_table
+from tests.support.events import FakeContext, http_event
 
 REGION = "us-east-1"
 SIGNING_KEY = base64.urlsafe_b64encode(b"k" * 32).rstrip(b"=").decode()
@@ -110,76 +109,6 @@ def token(
     return sign(claims, keys or signing_keys()), nid
 
 
-def http_event(
-    method: str,
-    path: str,
-    body: str | bytes | dict | list | None = None,
-    headers: dict[str, str] | None = None,
-    query: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """An API Gateway HTTP API payload v2.0 event, as the local gateway builds it."""
-    hdrs = {k.lower(): v for k, v in (headers or {}).items()}
-    if isinstance(body, dict | list):
-        body = json.dumps(body)
-        hdrs.setdefault("content-type", "application/json")
-    b64 = isinstance(body, bytes)
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": urlencode(query or {}),
-        "headers": hdrs,
-        "queryStringParameters": query or None,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "local",
-            "domainName": "localhost",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "pytest",
-            },
-            "requestId": uuid.uuid4().hex,
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000",
-            "timeEpoch": int(time.time() * 1000),
-        },
-        "body": base64.b64encode(body).decode() if b64 else body,
-        "isBase64Encoded": b64,
-    }
-
-
-def kinesis_event(
-    records: Iterable[dict[str, Any]], stream_arn: str = "arn:aws:kinesis:us-east-1:1:stream/p"
-) -> dict[str, Any]:
-    """A Kinesis event from ``GetRecords`` output records (``ShardId`` added by us)."""
-    out = []
-    for r in records:
-        data = r["Data"]
-        out.append(
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": r["PartitionKey"],
-                    "sequenceNumber": r["SequenceNumber"],
-                    "data": base64.b64encode(data).decode(),
-                    "approximateArrivalTimestamp": time.time(),
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": f"{r.get('ShardId', 'shardId-000000000000')}:{r['SequenceNumber']}",
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/aggregate",
-                "awsRegion": REGION,
-                "eventSourceARN": stream_arn,
-            }
-        )
-    return {"Records": out}
-
-
 def read_stream(stream: str, client=None) -> Iterator[dict[str, Any]]:
     """Every record on every shard, from TRIM_HORIZON, tagged with its ``ShardId``."""
     client = client or boto3.client("kinesis", region_name=REGION)
@@ -194,20 +123,6 @@ def read_stream(stream: str, client=None) -> Iterator[dict[str, Any]]:
             if not out["Records"]:
                 break
             it = out.get("NextShardIterator")
-
-
-class FakeContext:
-    function_name = "test"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
-    aws_request_id = "req"
-
-    def __init__(self, timeout_ms: int = 60_000) -> None:
-        self._deadline = time.time() * 1000 + timeout_ms
-        self.aws_request_id = secrets.token_hex(8)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int(self._deadline - time.time() * 1000)
 
 
 def serve_lambda(lambda_handler, seen: list | None = None):

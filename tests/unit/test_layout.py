@@ -15,11 +15,7 @@ PACKAGES = ("pushpipe", "pushpipe_local", "functions", "infra")
 MAX_MODULE_LINES = 500
 # Modules still over the limit, at their current size: none may grow, and each leaves this
 # list when it is split (the runtime and the approval CLI first).
-OVERSIZED = {
-    "pushpipe/sending/runs.py": 581,
-    "pushpipe/approval/service.py": 546,
-    "pushpipe/approval/store.py": 553,
-}
+OVERSIZED: dict[str, int] = {}
 
 
 def _tool(name: str) -> str:

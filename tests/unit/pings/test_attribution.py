@@ -17,14 +17,8 @@ from pushpipe.pings.ingest import PingRecord, aggregate_batch
 from pushpipe.pings.reports import build_report
 from pushpipe.shared.tenants import webhook_signature
 from pushpipe.shared.tokens import notification_id
-from tests.support.pings import (
-    REGION,
-    TENANTS,
-    FakeContext,
-    http_event,
-    provision,
-    set_env,
-)
+from tests.support.events import FakeContext, http_event
+from tests.support.pings import REGION, TENANTS, provision, set_env
 
 CLICK_AT = 1_780_000_000.0
 H = 3600

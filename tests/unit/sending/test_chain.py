@@ -16,7 +16,8 @@ from moto import mock_aws
 from pushpipe import topology as t
 from pushpipe.push.models import Outcome, PushMessage, SendResult
 from pushpipe.sending import service as sending
-from pushpipe.sending.runs import RunStore, run_id_for
+from pushpipe.sending.run_store import RunStore
+from pushpipe.sending.runs import run_id_for
 from pushpipe.sending.service import SendConfig, SendPorts, admit, run_chain, sweep
 from pushpipe.shared.aws import ArchiveStream, AudienceObjects
 from pushpipe.shared.errors import Fenced

@@ -21,7 +21,7 @@ from pushpipe.pings.exposures import exposure_items, subscriber_hash
 from pushpipe.pings.reports import build_report
 from pushpipe.push.models import Outcome, PushMessage, SendResult
 from pushpipe.sending import service as sending
-from pushpipe.sending.runs import RunStore
+from pushpipe.sending.run_store import RunStore
 from pushpipe.sending.service import SendConfig, SendPorts, admit, run_chain
 from pushpipe.shared.aws import ArchiveStream, AudienceObjects
 from pushpipe.shared.tokens import SigningKeys

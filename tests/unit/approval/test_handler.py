@@ -22,11 +22,8 @@ from tests.support.approval import (
     provision,
     token_of,
 )
-from tests.support.pings import (
-    FakeContext,
-    http_event,
-    signing_keys,
-)
+from tests.support.events import FakeContext, http_event
+from tests.support.pings import signing_keys
 
 KEY = "acme-report-key-0123456789"
 OTHER_KEY = "globex-report-key-0123456789"

@@ -12,15 +12,8 @@ from moto import mock_aws
 
 from pushpipe.pings import wiring as ping_wiring
 from pushpipe.shared.tokens import PingClaims, SigningKeys, sign
-from tests.support.pings import (
-    REGION,
-    FakeContext,
-    http_event,
-    provision,
-    read_stream,
-    set_env,
-    token,
-)
+from tests.support.events import FakeContext, http_event
+from tests.support.pings import REGION, provision, read_stream, set_env, token
 
 
 @pytest.fixture

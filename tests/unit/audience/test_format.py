@@ -140,7 +140,7 @@ def test_the_readme_example_is_a_valid_audience_file():
 
     from aws_lambda_powertools.utilities.validation import validate
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     block = readme.split("```json", 1)[1].split("```", 1)[0]
     doc = json.loads(block)
     validate(event=doc, schema=audience.schema())

@@ -8,6 +8,7 @@ import json
 import pytest
 from moto import mock_aws
 
+from pushpipe.approval.decisions import inspect, perform
 from pushpipe.approval.links import LinkClaims, new_claims, sign_link
 from pushpipe.approval.models import (
     Action,
@@ -25,8 +26,6 @@ from pushpipe.approval.models import (
 )
 from pushpipe.approval.service import (
     audience_key_for,
-    inspect,
-    perform,
     prepare,
     release,
     submit,
@@ -267,7 +266,7 @@ def test_forged_links_change_nothing(env):
 
 def test_a_link_opened_as_another_action_is_refused(env):
     _submitted(env)
-    from pushpipe.approval.service import perform as do
+    from pushpipe.approval.decisions import perform as do
 
     with pytest.raises(LinkInvalid, match="approve"):
         do(

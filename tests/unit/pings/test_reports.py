@@ -13,14 +13,8 @@ from pushpipe.pings.counters import CounterStore, send_counter_items
 from pushpipe.pings.ingest import PingRecord, aggregate_batch
 from pushpipe.pings.reports import build_report
 from pushpipe.shared.tokens import notification_id
-from tests.support.pings import (
-    REGION,
-    TENANTS,
-    FakeContext,
-    http_event,
-    provision,
-    set_env,
-)
+from tests.support.events import FakeContext, http_event
+from tests.support.pings import REGION, TENANTS, provision, set_env
 
 NOW = 1_780_000_000.0
 PATH = "/v1/tenants/{}/campaigns/{}/report"

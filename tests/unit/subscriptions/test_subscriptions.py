@@ -18,7 +18,8 @@ from pushpipe.subscriptions.models import (
     subscription_id,
 )
 from pushpipe.subscriptions.store import SubscriptionStore
-from tests.support.pings import REGION, FakeContext, http_event, provision, set_env
+from tests.support.events import http_event
+from tests.support.pings import REGION, provision, set_env
 
 
 def b64(raw: bytes) -> str:
@@ -108,21 +109,21 @@ def test_tenants_are_apart(subs):
         ({"country": "germany"}, "country"),
     ],
 )
-def test_subscribe_endpoint_validates(subs, change, field):
+def test_subscribe_endpoint_validates(subs, change, field, lambda_context):
     from functions.ping_handler.handler import handler
 
     sub = {"endpoint": "https://push.example/ep/1", "keys": keys().model_dump()}
     body = {"tenant": "acme", "subscription": sub, "topics": ["news"], "country": "DE"}
     for k, v in change.items():
         (body["subscription"] if k in ("endpoint", "keys") else body)[k] = v
-    resp = handler(http_event("POST", "/v1/subscriptions", body), FakeContext())
+    resp = handler(http_event("POST", "/v1/subscriptions", body), lambda_context)
     out = json.loads(resp["body"])
     assert resp["statusCode"] == 422, out
     assert field in out["message"]
     assert list(subs.segment("acme")) == []
 
 
-def test_subscribe_then_unsubscribe_over_the_api(subs):
+def test_subscribe_then_unsubscribe_over_the_api(subs, lambda_context):
     from functions.ping_handler.handler import handler
 
     k = keys()
@@ -132,11 +133,11 @@ def test_subscribe_then_unsubscribe_over_the_api(subs):
         "topics": ["news"],
         "language": "de",
     }
-    resp = handler(http_event("POST", "/v1/subscriptions", body), FakeContext())
+    resp = handler(http_event("POST", "/v1/subscriptions", body), lambda_context)
     assert resp["statusCode"] == 201
     sub_id = json.loads(resp["body"])["id"]
     # subscribing again is the same subscription, not a second one
-    again = handler(http_event("POST", "/v1/subscriptions", body), FakeContext())
+    again = handler(http_event("POST", "/v1/subscriptions", body), lambda_context)
     assert json.loads(again["body"])["id"] == sub_id
     assert [s.id for s in subs.segment("acme", ["news"])] == [sub_id]
 
@@ -145,7 +146,7 @@ def test_subscribe_then_unsubscribe_over_the_api(subs):
         event = http_event(
             "DELETE", f"/v1/subscriptions/{sub_id}", headers=headers, query={"tenant": "acme"}
         )
-        return handler(event, FakeContext())["statusCode"]
+        return handler(event, lambda_context)["statusCode"]
 
     assert delete(None) == 403
     assert delete(b64(os.urandom(16))) == 403
