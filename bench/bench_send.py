@@ -332,7 +332,7 @@ def local_cloud_numbers(recipients: int, repeats: int) -> dict:
 def scan_rates(n: int) -> dict:
     subs = [
         {
-            "endpoint": f"https://push.example/{i}",
+            "endpoint": f"https://fcm.googleapis.com/fcm/send/{i}",
             "keys": {"p256dh": "B" + "A" * 86, "auth": "A" * 22},
         }
         for i in range(100)

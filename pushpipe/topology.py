@@ -36,6 +36,10 @@ ENV_SIGNING_SECRET = "SIGNING_SECRET_NAME"
 ENV_DRY_RUN = "SEND_DRY_RUN"
 ENV_ALLOW_LIST = "SEND_ALLOW_LIST"
 ENV_SWEEP_GRACE_MS = "SEND_SWEEP_GRACE_MS"
+# Where pushes may go (pushpipe/push/endpoints.py): extra push-service domains (a deploy
+# parameter), and exact origins allowed as they are (set only by the local cloud).
+ENV_PUSH_HOSTS = "PUSH_HOSTS"  # comma-separated domains
+ENV_PUSH_ORIGINS_ALLOWED = "PUSH_ORIGINS_ALLOWED"  # comma-separated origins
 ENV_PING_URL = "PING_URL"  # where service workers post pings: <HTTP API base>/v1/pings
 # SES: sender address and configuration set of the identity a function ``uses``, and
 # the approvers (a function that needs them declares the key in ``settings`` with a local
@@ -226,6 +230,7 @@ SEND_BATCH = Function(
     settings={
         ENV_AUDIENCE_PREFIX: AUDIENCE_PREFIX,
         ENV_VAPID_SUBJECT: "mailto:push@example.com",
+        ENV_PUSH_HOSTS: "",
     },
     reserved_concurrency=50,
     api_paths={ENV_PING_URL: "/v1/pings"},
@@ -261,6 +266,7 @@ PING_HANDLER = Function(
     timeout_s=10,
     memory_mb=512,
     uses=("pings", "signing", "counters", "subscriptions", "tenants"),
+    settings={ENV_PUSH_HOSTS: ""},  # subscription intake applies the endpoint policy
     canary=True,  # deployed through alias 'live', CodeDeploy canary, rolled back on alarm
 )
 AGGREGATE = Function(
@@ -319,6 +325,7 @@ APPROVAL = Function(
         ENV_AUDIENCE_PREFIX: AUDIENCE_PREFIX,
         ENV_APPROVER_EMAILS: "approver@example.com,second-approver@example.com",
         ENV_VAPID_SUBJECT: "mailto:push@example.com",
+        ENV_PUSH_HOSTS: "",
     },
     api_paths={ENV_PING_URL: "/v1/pings", ENV_PUBLIC_API_URL: "/"},
 )

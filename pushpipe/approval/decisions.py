@@ -143,7 +143,7 @@ def perform(
         )
     if action == Action.TEST:
         return _test_push(claims, req, ports, now)
-    return _register_device(claims, req, ports, subscription, now)
+    return _register_device(claims, req, ports, config, subscription, now)
 
 
 def _recipients(req: ApprovalRequest) -> str:
@@ -210,20 +210,18 @@ def _register_device(
     claims: LinkClaims,
     req: ApprovalRequest,
     ports: ApprovalPorts,
+    config: ApprovalConfig,
     subscription: dict | None,
     now: float,
 ) -> PageResult:
-    sub = subscription or {}
-    endpoint = sub.get("endpoint")
-    keys = sub.get("keys") or {}
-    if not (
-        isinstance(endpoint, str)
-        and endpoint.startswith(("https://", "http://"))
-        and len(endpoint) <= 2048
-        and isinstance(keys.get("p256dh"), str)
-        and isinstance(keys.get("auth"), str)
-    ):
+    sub = subscription if isinstance(subscription, dict) else {}
+    keys = sub.get("keys")
+    keys = keys if isinstance(keys, dict) else {}
+    if not (isinstance(keys.get("p256dh"), str) and isinstance(keys.get("auth"), str)):
         raise RequestInvalid("subscription: a PushSubscription with endpoint and keys is needed")
+    refused = config.endpoint_policy.refusal(sub.get("endpoint"))
+    if refused is not None:
+        raise RequestInvalid(f"subscription: {refused}")
     ports.store.use_link(claims, now, "registered a test device")
     dev = ports.devices.add(claims.approver, sub, now)
     return PageResult(

@@ -15,6 +15,7 @@ from pushpipe.approval.devices import DeviceStore
 from pushpipe.approval.mail import Mail
 from pushpipe.approval.store import RequestStore
 from pushpipe.audience.writer import AudienceSink
+from pushpipe.push.endpoints import BROWSERS_ONLY, EndpointPolicy
 from pushpipe.push.models import PushMessage, SendResult
 from pushpipe.shared.ports import AudienceSource, Invoker
 from pushpipe.shared.settings import ApprovalSettings, default_of
@@ -41,6 +42,7 @@ class ApprovalConfig:
     audience_prefix: str = default_of(ApprovalSettings, "audience_prefix")
     approvals_required: int = default_of(ApprovalSettings, "approvals_required")
     request_ttl_s: int = default_of(ApprovalSettings, "request_ttl_hours") * 3600
+    endpoint_policy: EndpointPolicy = BROWSERS_ONLY  # where test pushes may go
     release_grace_s: int = 900  # an approved request not sent by then is released again
 
 

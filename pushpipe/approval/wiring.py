@@ -12,6 +12,7 @@ from pushpipe.approval.mail import Mailer
 from pushpipe.approval.ports import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.store import RequestStore
 from pushpipe.audience.writer import AudienceWriter
+from pushpipe.push.endpoints import deployed_policy
 from pushpipe.shared.aws import AudienceObjects, SelfInvoker
 from pushpipe.shared.secrets import SecretReader
 from pushpipe.shared.settings import approval_settings
@@ -44,7 +45,11 @@ def wiring() -> ApprovalWiring:
         from pushpipe.push.sender import WebPushSender
         from pushpipe.push.vapid import VapidSigner
 
-        return WebPushSender(VapidSigner(vapid()["private_key"], s.vapid_subject), concurrency=10)
+        return WebPushSender(
+            VapidSigner(vapid()["private_key"], s.vapid_subject),
+            concurrency=10,
+            policy=deployed_policy(),
+        )
 
     ports = ApprovalPorts(
         store=RequestStore(s.requests_table),
@@ -65,6 +70,7 @@ def wiring() -> ApprovalWiring:
         audience_prefix=s.audience_prefix,
         approvals_required=s.approvals_required,
         request_ttl_s=s.request_ttl_hours * 3600,
+        endpoint_policy=deployed_policy(),
     )
     tenants = TenantDirectory(lambda: secrets.json(s.tenant_secret))
     return ApprovalWiring(ports, config, tenants, lambda: vapid().get("public_key", ""))

@@ -25,6 +25,7 @@ from typing import IO, Any
 import ijson
 from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
 
+from pushpipe.push.endpoints import BROWSERS_ONLY, EndpointPolicy
 from pushpipe.shared.errors import AudienceRejected
 
 HEADER_MAX_BYTES = 64 * 1024
@@ -138,9 +139,12 @@ class Malformed:
     reason: str
 
 
-def check_recipient(index: int, raw: Any) -> Recipient | Malformed:
+def check_recipient(
+    index: int, raw: Any, policy: EndpointPolicy = BROWSERS_ONLY
+) -> Recipient | Malformed:
     """The schema's recipient rules, checked by hand: this runs once per recipient, and
-    a generic validator costs more than the encryption it guards."""
+    a generic validator costs more than the encryption it guards. The endpoint must pass
+    the endpoint policy (``pushpipe.push.endpoints``)."""
     if not isinstance(raw, dict):
         return Malformed(index, "recipient is not an object")
     rid = raw.get("id")
@@ -150,8 +154,9 @@ def check_recipient(index: int, raw: Any) -> Recipient | Malformed:
     if not isinstance(sub, dict):
         return Malformed(index, f"{rid}: subscription is missing")
     endpoint = sub.get("endpoint")
-    if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
-        return Malformed(index, f"{rid}: subscription endpoint is not an http(s) URL")
+    refused = policy.refusal(endpoint)
+    if refused is not None or not isinstance(endpoint, str):
+        return Malformed(index, f"{rid}: {refused}")
     keys = sub.get("keys")
     if not isinstance(keys, dict):
         return Malformed(index, f"{rid}: subscription keys are missing")
@@ -209,7 +214,11 @@ def read_header(stream: IO[bytes]) -> CampaignHeader:
 
 
 def iter_recipients(
-    stream: IO[bytes], start: int = 0, chain: int = 0, chains: int = 1
+    stream: IO[bytes],
+    start: int = 0,
+    chain: int = 0,
+    chains: int = 1,
+    policy: EndpointPolicy = BROWSERS_ONLY,
 ) -> Iterator[Recipient | Malformed]:
     """Stream the recipients array, yielding each checked recipient of chain ``chain`` (of
     ``chains``: recipient ``i`` belongs to chain ``i % chains``) from index ``start`` on.
@@ -219,7 +228,7 @@ def iter_recipients(
     try:
         for index, raw in enumerate(ijson.items(stream, "recipients.item", use_float=True)):
             if index >= start and index % chains == chain:
-                yield check_recipient(index, raw)
+                yield check_recipient(index, raw, policy)
     except ijson.JSONError as exc:
         raise AudienceRejected(f"the audience file is not valid JSON: {exc}") from exc
 
@@ -241,11 +250,11 @@ class AudienceStats:
             self.examples.append(f"#{bad.index} {bad.reason}")
 
 
-def scan_recipients(stream: IO[bytes]) -> AudienceStats:
+def scan_recipients(stream: IO[bytes], policy: EndpointPolicy = BROWSERS_ONLY) -> AudienceStats:
     """Admission: read the whole recipients array once, counting good and malformed
     entries. A syntax error anywhere rejects the file before anything is sent."""
     stats = AudienceStats()
-    for item in iter_recipients(stream):
+    for item in iter_recipients(stream, policy=policy):
         stats.total += 1
         if isinstance(item, Malformed):
             stats.add(item)

@@ -5,8 +5,10 @@ Retry-After header (or the exception a request raised) and acts on the verdict.
 
 - any 2xx            -> SENT (most services answer 201, Apple and Microsoft 200)
 - 404 / 410          -> PRUNED: the subscription is gone, never retried
-- 429, 5xx, timeouts and connection errors -> RETRY, with a bounded backoff that
-  honours Retry-After (delta-seconds or HTTP-date)
+- 429, WNS's 406 (throttled), 5xx, timeouts and connection errors -> RETRY, with a
+  bounded backoff that honours Retry-After (delta-seconds or HTTP-date)
+- an endpoint whose host resolves to a non-global address -> FAILED (the endpoint
+  policy at connect time, ``pushpipe.push.endpoints``)
 - 400/401/403/413 and every other status -> FAILED, status and body excerpt kept
 """
 
@@ -23,6 +25,8 @@ from enum import StrEnum
 from http import HTTPStatus
 
 import aiohttp
+
+from pushpipe.push.endpoints import EndpointRefused
 
 # How much of a push service's error body we keep in a reason.
 REASON_BODY_CHARS = 200
@@ -142,7 +146,9 @@ def classify_status(
         return Verdict(Disposition.SENT, status)
     if status in (404, 410):
         return Verdict(Disposition.PRUNED, status, failure_reason(status, body))
-    if status == 429 or 500 <= status < 600:
+    # 406 is how WNS says "throttled" (Windows Notification Service response codes):
+    # the same as a 429, never a permanent failure.
+    if status in (406, 429) or 500 <= status < 600:
         return Verdict(
             Disposition.RETRY,
             status,
@@ -158,6 +164,9 @@ def classify_exception(exc: BaseException) -> Verdict:
     Timeouts and connection-level errors are transient (RETRY); anything else
     (an unusable URL, a malformed answer) fails the message with the error named.
     """
+    refused = exc if isinstance(exc, EndpointRefused) else getattr(exc, "os_error", None)
+    if isinstance(refused, EndpointRefused):  # connect time: the host resolved to a
+        return Verdict(Disposition.FAILED, None, str(refused))  # private address
     if isinstance(exc, TimeoutError):  # asyncio's and aiohttp's timeouts are TimeoutErrors
         return Verdict(Disposition.RETRY, None, "timeout: no answer from the push service")
     if isinstance(exc, aiohttp.InvalidURL):

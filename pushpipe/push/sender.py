@@ -23,33 +23,31 @@ import base64
 import binascii
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from aiohttp.payload import BytesPayload
 from pywebpush import WebPusher
 from yarl import URL
 
+from pushpipe.push.endpoints import BROWSERS_ONLY, EndpointPolicy, GuardedResolver
 from pushpipe.push.models import (
     MAX_PLAINTEXT,
     MAX_TTL_S,
     URGENCIES,
-    Outcome,
     PushMessage,
     SendResult,
 )
 from pushpipe.push.outcomes import (
     Disposition,
-    GiveUp,
     RetryPolicy,
     Verdict,
     classify_exception,
     classify_status,
-    retry_delay,
 )
 from pushpipe.push.vapid import VapidSigner, origin_of
+from pushpipe.push.window import Batch, Invalid, Prepared
 
 CONTENT_ENCODING = "aes128gcm"
 USER_AGENT = "pushpipe"
@@ -59,27 +57,15 @@ _TO_STANDARD_B64 = str.maketrans("-_", "+/")
 _ERROR_BODY_BYTES = 1024  # of a push service's error answer, kept for the reason
 
 
-class _Invalid(Exception):
-    """A message that must not leave: the reason goes into its SendResult."""
-
-
-@dataclass(slots=True)
-class _Prepared:
-    url: URL
-    origin: str
-    body: BytesPayload
-    headers: dict[str, str]
-
-
 def _b64url_decode(value: str, what: str) -> bytes:
     if not isinstance(value, str) or not value:
-        raise _Invalid(f"invalid subscription keys: {what} is missing")
+        raise Invalid(f"invalid subscription keys: {what} is missing")
     # base64url without padding (RFC 8291); plain base64 from a careless client works too.
     text = value.strip().rstrip("=").translate(_TO_STANDARD_B64)
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise _Invalid(f"invalid subscription keys: {what} is not base64url") from None
+        raise Invalid(f"invalid subscription keys: {what} is not base64url") from None
 
 
 class WebPushSender:
@@ -95,6 +81,9 @@ class WebPushSender:
     ``retry``: full retry policy; when given it replaces ``max_attempts``.
     ``limit_per_host``: connections per push-service host (default: ``concurrency``).
     ``keepalive_s``: how long an idle connection is kept for the next batch.
+    ``policy``: where pushes may go (``pushpipe.push.endpoints``): checked per origin
+        before a message is encrypted, and on every address its host resolves to.
+    ``dns``: the resolver the policy wraps (aiohttp's threaded resolver by default).
     ``rng``: randomness for retry jitter (tests pass a seeded one).
     ``loop_factory``: makes the loop ``send()`` runs on (e.g. ``uvloop.new_event_loop``).
 
@@ -115,6 +104,8 @@ class WebPushSender:
         retry: RetryPolicy | None = None,
         limit_per_host: int | None = None,
         keepalive_s: float = 30.0,
+        policy: EndpointPolicy = BROWSERS_ONLY,
+        dns: AbstractResolver | None = None,
         rng: random.Random | None = None,
         loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
     ) -> None:
@@ -131,6 +122,8 @@ class WebPushSender:
         self.allow_list = frozenset(allow_list)
         self.limit_per_host = limit_per_host or concurrency
         self.keepalive_s = keepalive_s
+        self.policy = policy
+        self._dns = dns
         self._rng = rng or random.Random()
         self._loop_factory = loop_factory
         self._loop: asyncio.AbstractEventLoop | None = None  # owned, for send()
@@ -188,7 +181,7 @@ class WebPushSender:
         if not messages:
             return []
         loop = asyncio.get_running_loop()
-        batch = _Batch(
+        batch = Batch(
             sender=self,
             session=self._session_for(loop),
             loop=loop,
@@ -250,6 +243,7 @@ class WebPushSender:
             limit_per_host=self.limit_per_host,
             keepalive_timeout=self.keepalive_s,
             ttl_dns_cache=300,
+            resolver=GuardedResolver(self.policy, self._dns),
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -266,33 +260,36 @@ class WebPushSender:
         prefix = endpoint if cut < 0 else endpoint[:cut]
         origin = self._origins.get(prefix)
         if origin is None:
+            refused = self.policy.refusal(endpoint)
+            if refused is not None:
+                raise Invalid(f"endpoint refused: {refused}")
             try:
                 origin = origin_of(endpoint)
             except ValueError as exc:
-                raise _Invalid(f"invalid subscription: {exc}") from None
+                raise Invalid(f"invalid subscription: {exc}") from None
             if len(self._origins) < 10_000:
                 self._origins[prefix] = origin
         return origin
 
-    def _prepare(self, message: PushMessage) -> _Prepared:
-        """Validate, encrypt and build the request; raise _Invalid for what cannot go."""
+    def _prepare(self, message: PushMessage) -> Prepared:
+        """Validate, encrypt and build the request; raise Invalid for what cannot go."""
         payload = message.payload
         if len(payload) > MAX_PLAINTEXT:
-            raise _Invalid(
+            raise Invalid(
                 f"payload too large: {len(payload)} bytes, at most {MAX_PLAINTEXT} "
                 "fit in one aes128gcm record"
             )
         if not payload:
-            raise _Invalid("empty payload: nothing to encrypt")
+            raise Invalid("empty payload: nothing to encrypt")
         receiver = _b64url_decode(message.p256dh, "p256dh")
         if len(receiver) != 65 or receiver[0] != 4:
-            raise _Invalid(
+            raise Invalid(
                 "invalid subscription keys: p256dh must be an uncompressed P-256 point "
                 f"(65 bytes starting 0x04), got {len(receiver)} bytes"
             )
         auth = _b64url_decode(message.auth, "auth")
         if len(auth) != 16:
-            raise _Invalid(f"invalid subscription keys: auth must be 16 bytes, got {len(auth)}")
+            raise Invalid(f"invalid subscription keys: auth must be 16 bytes, got {len(auth)}")
         origin = self._origin(message.endpoint)
         headers = {
             "User-Agent": USER_AGENT,
@@ -308,37 +305,37 @@ class WebPushSender:
         try:
             body = pusher.encode(payload, CONTENT_ENCODING)["body"]
         except ValueError as exc:  # p256dh is not a point on the curve
-            raise _Invalid(f"invalid subscription keys: p256dh rejected: {exc}") from None
-        return _Prepared(URL(message.endpoint, encoded=True), origin, BytesPayload(body), headers)
+            raise Invalid(f"invalid subscription keys: p256dh rejected: {exc}") from None
+        return Prepared(URL(message.endpoint, encoded=True), origin, BytesPayload(body), headers)
 
     def _authorization(self, origin: str) -> str:
         try:
             return self.vapid.authorization_for_origin(origin)
         except ValueError as exc:  # py_vapid refuses the origin as an audience
-            raise _Invalid(f"invalid subscription: {exc}") from None
+            raise Invalid(f"invalid subscription: {exc}") from None
 
     @staticmethod
     def _ttl(ttl: int) -> int:
         if not isinstance(ttl, int) or ttl < 0:
-            raise _Invalid(f"invalid TTL {ttl!r}: seconds, zero or more")
+            raise Invalid(f"invalid TTL {ttl!r}: seconds, zero or more")
         return min(ttl, MAX_TTL_S)  # push services cap it anyway (FCM: 28 days)
 
     @staticmethod
     def _urgency(urgency: str) -> str:
         if urgency not in URGENCIES:
-            raise _Invalid(f"invalid urgency {urgency!r}: one of {', '.join(URGENCIES)}")
+            raise Invalid(f"invalid urgency {urgency!r}: one of {', '.join(URGENCIES)}")
         return urgency
 
     @staticmethod
     def _topic(topic: str) -> str:
         if not topic or len(topic) > MAX_TOPIC_CHARS or not _B64URL_CHARS.issuperset(topic):
-            raise _Invalid(
+            raise Invalid(
                 f"invalid topic {topic[:40]!r}: 1 to {MAX_TOPIC_CHARS} base64url characters"
             )
         return topic
 
     async def _post(
-        self, session: aiohttp.ClientSession, prepared: _Prepared, deadline: float | None
+        self, session: aiohttp.ClientSession, prepared: Prepared, deadline: float | None
     ) -> Verdict:
         timeout = self._timeout
         if deadline is not None:
@@ -368,132 +365,3 @@ class WebPushSender:
                 )
         except Exception as exc:  # every transport failure becomes a verdict
             return classify_exception(exc)
-
-
-@dataclass(slots=True)
-class _Job:
-    index: int
-    message: PushMessage
-    prepared: _Prepared | None = None
-    attempts: int = 0
-    waited_s: float = 0.0
-    timer: asyncio.TimerHandle | None = None
-
-
-class _Batch:
-    """One batch on a pool of ``concurrency`` workers.
-
-    A worker takes the next message, encrypts it (so encryption overlaps the requests
-    of the other workers) and posts it. A message to retry is parked on a timer and
-    its worker moves on; when the timer fires the message goes back to the queue.
-    Workers wait only when nothing is ready and something is parked, and all leave
-    once nothing is ready and nothing is parked.
-    """
-
-    def __init__(
-        self,
-        sender: WebPushSender,
-        session: aiohttp.ClientSession,
-        loop: asyncio.AbstractEventLoop,
-        messages: Sequence[PushMessage],
-        dry_run: bool,
-        deadline: float | None,
-    ) -> None:
-        self.sender = sender
-        self.session = session
-        self.loop = loop
-        self.dry_run = dry_run
-        self.deadline = deadline
-        self.results: list[SendResult | None] = [None] * len(messages)
-        self.ready: deque[_Job] = deque(_Job(i, m) for i, m in enumerate(messages))
-        self.parked: set[asyncio.TimerHandle] = set()
-        self.idle: list[asyncio.Future[None]] = []
-
-    async def run(self) -> list[SendResult]:
-        workers = min(self.sender.concurrency, len(self.results))
-        try:
-            await asyncio.gather(*(self._worker() for _ in range(workers)))
-        finally:
-            for handle in self.parked:
-                handle.cancel()
-        return self.results  # type: ignore[return-value]  # every slot is filled
-
-    async def _worker(self) -> None:
-        ready = self.ready
-        while True:
-            if ready:
-                await self._attempt(ready.popleft())
-            elif self.parked:
-                waiter = self.loop.create_future()
-                self.idle.append(waiter)
-                await waiter
-            else:
-                for waiter in self.idle:  # nothing left anywhere: let the others go too
-                    if not waiter.done():
-                        waiter.set_result(None)
-                self.idle.clear()
-                return
-
-    def _unpark(self, job: _Job) -> None:
-        self.parked.discard(job.timer)  # type: ignore[arg-type]
-        self.ready.append(job)
-        while self.idle:
-            waiter = self.idle.pop()
-            if not waiter.done():
-                waiter.set_result(None)
-                break
-
-    async def _attempt(self, job: _Job) -> None:
-        sender = self.sender
-        message = job.message
-        rid = message.recipient_id
-        if job.prepared is None:
-            try:
-                job.prepared = sender._prepare(message)
-            except _Invalid as exc:
-                self.results[job.index] = SendResult(rid, Outcome.FAILED, None, str(exc), 0)
-                return
-            if self.dry_run and rid not in sender.allow_list:
-                self.results[job.index] = SendResult(rid, Outcome.SKIPPED, None, "dry run", 0)
-                return
-        else:  # a retry: same ciphertext, a token valid now
-            try:
-                job.prepared.headers["Authorization"] = sender._authorization(job.prepared.origin)
-            except _Invalid as exc:
-                self.results[job.index] = SendResult(
-                    rid, Outcome.FAILED, None, str(exc), job.attempts
-                )
-                return
-        job.attempts += 1
-        verdict = await sender._post(self.session, job.prepared, self.deadline)
-        disposition = verdict.disposition
-        if disposition is not Disposition.RETRY:
-            outcome = _OUTCOMES[disposition]
-            self.results[job.index] = SendResult(
-                rid, outcome, verdict.status, verdict.reason, job.attempts
-            )
-            return
-        delay = retry_delay(sender.retry, job.attempts, verdict, job.waited_s, sender._rng)
-        if (
-            not isinstance(delay, GiveUp)
-            and self.deadline is not None
-            and time.monotonic() + delay >= self.deadline
-        ):
-            delay = GiveUp(
-                f"out of time for the batch after {job.attempts} attempts: {verdict.reason}"
-            )
-        if isinstance(delay, GiveUp):
-            self.results[job.index] = SendResult(
-                rid, Outcome.FAILED, verdict.status, delay.reason, job.attempts
-            )
-            return
-        job.waited_s += delay
-        job.timer = self.loop.call_later(delay, self._unpark, job)
-        self.parked.add(job.timer)
-
-
-_OUTCOMES = {
-    Disposition.SENT: Outcome.SENT,
-    Disposition.PRUNED: Outcome.PRUNED,
-    Disposition.FAILED: Outcome.FAILED,
-}

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
+from pushpipe.push.endpoints import BROWSERS_ONLY, EndpointPolicy, deployed_policy
 from pushpipe.push.models import PushMessage, SendResult
 from pushpipe.sending.runs import ChainState, Cursor
 from pushpipe.shared.ports import AudienceSource, Invoker, RecordArchive
@@ -110,10 +111,12 @@ class SendConfig:
     dry_run: bool = _default("dry_run")
     audience_prefix: str = _default("audience_prefix")
     sweep_grace_ms: int = _default("sweep_grace_ms")
+    endpoint_policy: EndpointPolicy = BROWSERS_ONLY  # where pushes may go
 
     @classmethod
     def from_settings(cls, s: SendSettings) -> SendConfig:
         return cls(
+            endpoint_policy=deployed_policy(),
             chains=s.chains,
             batch_size=s.batch_size,
             min_remaining_ms=s.min_remaining_ms,

@@ -5,15 +5,12 @@ The protocol (claim, acquire, commit, fencing) is described in ``pushpipe.sendin
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from typing import Any
 
-import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from pushpipe.sending.run_reads import RunTable, assignments, item_of, plain_of
 from pushpipe.sending.runs import (
     ABORTED,
     ADMITTING,
@@ -25,77 +22,23 @@ from pushpipe.sending.runs import (
     RUNNING,
     ChainState,
     Cursor,
-    RunView,
 )
-from pushpipe.shared.errors import Fenced, StoreError
-
-_ser = TypeSerializer()
-_des = TypeDeserializer()
+from pushpipe.shared.errors import Fenced, RunStopped, StoreError
 
 
-def _item(d: Mapping[str, Any]) -> dict:
-    return {k: _ser.serialize(v) for k, v in d.items() if v is not None}
+class RunStore(RunTable):
+    """Runs and chain cursors: claim, start, commit (fenced), abort, and the reads of
+    ``RunTable``."""
 
-
-def _plain(item: Mapping[str, Any]) -> dict:
-    out = {k: _des.deserialize(v) for k, v in item.items()}
-    return {k: int(v) if isinstance(v, Decimal) and v == int(v) else v for k, v in out.items()}
-
-
-def _assignments(fields: Mapping[str, Any], tag: str = "f") -> tuple[str, dict, dict]:
-    """``#f0 = :f0, ...`` with every attribute name aliased (DynamoDB reserves hundreds of
-    words, ``total``, ``position`` and ``key`` among them)."""
-    parts, names, values = [], {}, {}
-    for i, (name, value) in enumerate(fields.items()):
-        names[f"#{tag}{i}"] = name
-        values[f":{tag}{i}"] = value
-        parts.append(f"#{tag}{i} = :{tag}{i}")
-    return ", ".join(parts), names, values
-
-
-class RunStore:
-    """DynamoDB adapter for runs and chain cursors (table keys ``pk``/``sk``)."""
-
-    def __init__(self, table: str, client: Any = None, clock=time.time) -> None:
-        self.table = table
-        self.client = client or boto3.client("dynamodb")
-        self.clock = clock
-
-    # -- helpers ---------------------------------------------------------------------
-    @staticmethod
-    def _run_key(run_id: str, sk: str = "HEADER") -> dict:
-        return {"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": sk}}
-
-    @staticmethod
-    def _chain_sk(chain: int) -> str:
-        return f"CHAIN#{chain:04d}"
-
-    def _call(self, op: str, **kwargs):
-        try:
-            return getattr(self.client, op)(**kwargs)
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            raise StoreError(op, err.get("Code", "?"), err.get("Message", str(exc))) from exc
-
-    def _conditional(self, op: str, **kwargs) -> dict | None:
-        """A conditional write: its response, or None when the condition did not hold."""
-        try:
-            return self._call(op, **kwargs)
-        except StoreError as exc:
-            if exc.code == "ConditionalCheckFailedException":
-                return None
-            raise
-
-    # -- runs ------------------------------------------------------------------------
     def claim_run(self, run_id: str, bucket: str, key: str, etag: str, lease_ms: int) -> bool:
         """Claim the run for admission. False if it exists and is not a lapsed admission."""
         now = int(self.clock() * 1000)
         claimed = self._conditional(
             "put_item",
             TableName=self.table,
-            Item=_item(
+            Item=item_of(
                 {
-                    **_plain(self._run_key(run_id)),
+                    **plain_of(self._run_key(run_id)),
                     "run_id": run_id,
                     "bucket": bucket,
                     "key": key,
@@ -130,14 +73,14 @@ class RunStore:
         }
         if campaign:
             fields |= {"campaign": campaign, "tenant": tenant or ""}
-        sets, names, values = _assignments(fields)
+        sets, names, values = assignments(fields)
         self._call(
             "update_item",
             TableName=self.table,
             Key=self._run_key(run_id),
             UpdateExpression=f"SET {sets}",
             ExpressionAttributeNames=names,
-            ExpressionAttributeValues=_item(values),
+            ExpressionAttributeValues=item_of(values),
         )
         if campaign:
             self._index_campaign(campaign, run_id)
@@ -163,9 +106,9 @@ class RunStore:
             self._conditional(
                 "put_item",
                 TableName=self.table,
-                Item=_item(
+                Item=item_of(
                     {
-                        **_plain(self._run_key(run_id, self._chain_sk(chain))),
+                        **plain_of(self._run_key(run_id, self._chain_sk(chain))),
                         "run_id": run_id,
                         "chain": chain,
                         "chains": chains,
@@ -185,7 +128,7 @@ class RunStore:
                 ),
                 ConditionExpression="attribute_not_exists(pk)",
             )
-        sets, names, values = _assignments(
+        sets, names, values = assignments(
             {
                 "state": RUNNING,
                 "campaign": campaign,
@@ -203,7 +146,7 @@ class RunStore:
             Key=self._run_key(run_id),
             UpdateExpression=f"SET {sets}",
             ExpressionAttributeNames=names,
-            ExpressionAttributeValues=_item(values),
+            ExpressionAttributeValues=item_of(values),
         )
         self._index_campaign(campaign, run_id)
 
@@ -211,7 +154,7 @@ class RunStore:
         self._call(
             "put_item",
             TableName=self.table,
-            Item=_item(
+            Item=item_of(
                 {
                     "pk": f"CAMPAIGN#{campaign}",
                     "sk": f"RUN#{run_id}",
@@ -221,12 +164,6 @@ class RunStore:
                 }
             ),
         )
-
-    def run_header(self, run_id: str) -> dict | None:
-        got = self._call(
-            "get_item", TableName=self.table, Key=self._run_key(run_id), ConsistentRead=True
-        )
-        return _plain(got["Item"]) if "Item" in got else None
 
     def finish_run_if_done(self, run_id: str) -> str | None:
         """Mark the run done once every chain is; returns the run's state."""
@@ -246,7 +183,7 @@ class RunStore:
                 UpdateExpression="SET #s = :d, updated_at = :u",
                 ConditionExpression="#s = :r",
                 ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues=_item(
+                ExpressionAttributeValues=item_of(
                     {":d": DONE, ":r": RUNNING, ":u": int(self.clock() * 1000)}
                 ),
             )
@@ -264,7 +201,7 @@ class RunStore:
             UpdateExpression="SET #s = :s, #r = :r, updated_at = :u",
             ConditionExpression="#s IN (:run, :adm)",
             ExpressionAttributeNames={"#s": "state", "#r": "reason"},
-            ExpressionAttributeValues=_item(
+            ExpressionAttributeValues=item_of(
                 {":s": state, ":r": reason, ":u": now, ":run": RUNNING, ":adm": ADMITTING}
             ),
         )
@@ -277,7 +214,7 @@ class RunStore:
                     Key=self._run_key(run_id, self._chain_sk(c.chain)),
                     UpdateExpression="SET #s = :s, #r = :r REMOVE active",
                     ExpressionAttributeNames={"#s": "state", "#r": "reason"},
-                    ExpressionAttributeValues=_item({":s": state, ":r": reason}),
+                    ExpressionAttributeValues=item_of({":s": state, ":r": reason}),
                 )
 
     # -- chains ----------------------------------------------------------------------
@@ -307,22 +244,10 @@ class RunStore:
             UpdateExpression="SET epoch = epoch + :one, lease_until = :d, #o = :me",
             ConditionExpression=condition,
             ExpressionAttributeNames={"#s": "state", "#o": "owner"},
-            ExpressionAttributeValues=_item(values),
+            ExpressionAttributeValues=item_of(values),
             ReturnValues="ALL_NEW",
         )
-        return None if got is None else self._chain_state(_plain(got["Attributes"]))
-
-    @staticmethod
-    def _chain_state(item: Mapping[str, Any]) -> ChainState:
-        return ChainState(
-            chain=int(item["chain"]),
-            position=int(item["position"]),
-            epoch=int(item["epoch"]),
-            state=item["state"],
-            assigned=int(item.get("assigned", 0)),
-            counts={k: int(item.get(k, 0)) for k in COUNT_FIELDS},
-            lease_until=int(item.get("lease_until", 0)),
-        )
+        return None if got is None else self._chain_state(plain_of(got["Attributes"]))
 
     def commit(
         self,
@@ -347,7 +272,7 @@ class RunStore:
             # a released lease is free at once; its time tells the sweeper how long the
             # hand-off has been waiting for its invocation
             fields["lease_until"] = int(self.clock() * 1000)
-        sets, names, values = _assignments(fields)
+        sets, names, values = assignments(fields)
         expr = f"SET {sets}"
         adds = [(k, v) for k, v in sorted(counts.items()) if v]
         if adds:
@@ -359,6 +284,7 @@ class RunStore:
             names["#active"] = "active"
         names |= {"#epoch": "epoch", "#state": "state"}
         values |= {":epoch": state.epoch, ":running": RUNNING}
+        extra = list(extra_items)
         update = {
             "Update": {
                 "TableName": self.table,
@@ -366,11 +292,11 @@ class RunStore:
                 "UpdateExpression": expr,
                 "ConditionExpression": "#epoch = :epoch AND #state = :running",
                 "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": _item(values),
+                "ExpressionAttributeValues": item_of(values),
             }
         }
         try:
-            self.client.transact_write_items(TransactItems=[update, *extra_items])
+            self.client.transact_write_items(TransactItems=[update, *extra])
         except ClientError as exc:
             code = exc.response["Error"]["Code"]
             reasons = exc.response.get("CancellationReasons") or []
@@ -379,6 +305,7 @@ class RunStore:
                 and reasons
                 and (reasons[0].get("Code") == "ConditionalCheckFailed")
             ):
+                self._record_after_stop(run_id, state, new_position, adds, extra)
                 raise Fenced(
                     f"chain {state.chain} of run {run_id} is owned by a newer "
                     f"invocation (epoch {state.epoch} lost)"
@@ -390,6 +317,50 @@ class RunStore:
         if done:
             state.state = DONE
 
+    def _record_after_stop(
+        self,
+        run_id: str,
+        state: ChainState,
+        new_position: int,
+        adds: list[tuple[str, int]],
+        extra_items: Iterable[dict],
+    ) -> None:
+        """The commit of a batch that was sent while another chain stopped the run: if
+        this invocation still owns the chain, its outcomes (and counters) are recorded
+        all the same, the chain keeps its stopped state, and ``RunStopped`` stops it."""
+        got = self._call(
+            "get_item",
+            TableName=self.table,
+            Key=self._run_key(run_id, self._chain_sk(state.chain)),
+            ConsistentRead=True,
+        ).get("Item")
+        item = plain_of(got) if got else {}
+        stopped = item.get("state")
+        if item.get("epoch") != state.epoch or stopped not in (ABORTED, FAILED):
+            return
+        expr = "SET #p = :p" + (
+            " ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(adds))) if adds else ""
+        )
+        names = {"#p": "position", "#epoch": "epoch", "#state": "state"}
+        names |= {f"#c{i}": k for i, (k, _) in enumerate(adds)}
+        values: dict[str, Any] = {":p": new_position, ":epoch": state.epoch, ":stopped": stopped}
+        values |= {f":c{i}": v for i, (_, v) in enumerate(adds)}
+        update = {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._run_key(run_id, self._chain_sk(state.chain)),
+                "UpdateExpression": expr,
+                "ConditionExpression": "#epoch = :epoch AND #state = :stopped",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": item_of(values),
+            }
+        }
+        try:
+            self.client.transact_write_items(TransactItems=[update, *extra_items])
+        except ClientError:
+            return  # the chain was lost after all: Fenced
+        raise RunStopped(f"run {run_id} was {stopped} while chain {state.chain} was sending")
+
     def fail_chain(self, run_id: str, state: ChainState, reason: str) -> None:
         self._call(
             "update_item",
@@ -398,94 +369,7 @@ class RunStore:
             UpdateExpression="SET #s = :f, #r = :r, lease_until = :z REMOVE active",
             ConditionExpression="epoch = :e",
             ExpressionAttributeNames={"#s": "state", "#r": "reason"},
-            ExpressionAttributeValues=_item(
+            ExpressionAttributeValues=item_of(
                 {":f": FAILED, ":r": reason, ":z": 0, ":e": state.epoch}
             ),
         )
-
-    def stalled_chains(self, grace_ms: int, index: str = "active") -> list[Cursor]:
-        """Running chains whose lease lapsed more than ``grace_ms`` ago: their invocation
-        died, or the hand-off to the next one was lost."""
-        now = int(self.clock() * 1000) - grace_ms
-        out: list[Cursor] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": index,
-            "KeyConditionExpression": "active = :a",
-            "ExpressionAttributeValues": {":a": {"S": "1"}},
-        }
-        while True:
-            page = self._call("query", **kwargs)
-            for raw in page.get("Items", []):
-                item = _plain(raw)
-                full = self._call(
-                    "get_item",
-                    TableName=self.table,
-                    Key={"pk": raw["pk"], "sk": raw["sk"]},
-                    ConsistentRead=True,
-                )
-                if "Item" not in full:
-                    continue
-                item = _plain(full["Item"])
-                if item.get("state") == RUNNING and int(item.get("lease_until", 0)) < now:
-                    out.append(
-                        Cursor(
-                            item["run_id"],
-                            item.get("campaign", ""),
-                            item["bucket"],
-                            item["key"],
-                            item["etag"],
-                            int(item["chain"]),
-                            int(item["chains"]),
-                            int(item["position"]),
-                        )
-                    )
-            if "LastEvaluatedKey" not in page:
-                return out
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    # -- views -----------------------------------------------------------------------
-    def view(self, run_id: str) -> RunView | None:
-        items: list[dict] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"RUN#{run_id}"}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._call("query", **kwargs)
-            items.extend(_plain(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        head = next((i for i in items if i["sk"] == "HEADER"), None)
-        if head is None:
-            return None
-        return RunView(
-            run_id=run_id,
-            campaign=head.get("campaign", ""),
-            tenant=head.get("tenant", ""),
-            bucket=head["bucket"],
-            key=head["key"],
-            etag=head["etag"],
-            state=head["state"],
-            reason=head.get("reason"),
-            chains=int(head.get("chains", 0)),
-            total=int(head.get("total", 0)),
-            malformed=int(head.get("malformed", 0)),
-            created_at=int(head.get("created_at", 0)),
-            header=head.get("header"),
-            chain_states=[self._chain_state(i) for i in items if i["sk"].startswith("CHAIN#")],
-        )
-
-    def runs_of_campaign(self, campaign: str) -> list[RunView]:
-        page = self._call(
-            "query",
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": f"CAMPAIGN#{campaign}"}},
-        )
-        ids = [_plain(i)["run_id"] for i in page.get("Items", [])]
-        views = [v for v in (self.view(i) for i in ids) if v is not None]
-        return sorted(views, key=lambda v: v.created_at)

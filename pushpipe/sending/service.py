@@ -25,7 +25,13 @@ from pushpipe.sending.batch import Batch, default_topic, fill_batch, utc
 from pushpipe.sending.ports import SendConfig, SendPorts
 from pushpipe.sending.runs import ChainState, Cursor, run_id_for
 from pushpipe.sending.streams import OpenStream, forget_streams
-from pushpipe.shared.errors import AudienceChanged, AudienceRejected, Fenced, PayloadTooLarge
+from pushpipe.shared.errors import (
+    AudienceChanged,
+    AudienceRejected,
+    Fenced,
+    PayloadTooLarge,
+    RunStopped,
+)
 from pushpipe.shared.observability import logger
 
 __all__ = [
@@ -93,7 +99,7 @@ def admit(
         PayloadBuilder(header, ports.signing_keys, ports.ping_url).check_size()
         body = ports.objects.open(bucket, key, etag)
         try:
-            stats = audience.scan_recipients(body)
+            stats = audience.scan_recipients(body, config.endpoint_policy)
         finally:
             body.close()
     except (AudienceRejected, PayloadTooLarge, AudienceChanged) as exc:
@@ -159,6 +165,10 @@ def run_chain(
         return ChainResult("not-acquired", position=cursor.position)
     try:
         return _run_owned_chain(cursor, state, ports, config, remaining_ms, clock)
+    except RunStopped as exc:  # another chain aborted the run; this batch is recorded
+        streams.drop(cursor)
+        logger.warning("the run stopped while this chain was sending", extra={"detail": str(exc)})
+        return ChainResult("aborted", detail=str(exc))
     except Fenced as exc:
         streams.drop(cursor)
         logger.warning("fenced: another invocation owns the chain", extra={"detail": str(exc)})
@@ -194,7 +204,7 @@ def _run_owned_chain(
 ) -> ChainResult:
     header = streams.run_header(ports, cursor.run_id)
     try:
-        stream = streams.recipients(ports, cursor, state.position)
+        stream = streams.recipients(ports, cursor, state.position, config.endpoint_policy)
     except AudienceChanged:
         ports.runs.abort_run(cursor.run_id, AUDIENCE_CHANGED)
         return ChainResult("aborted", detail=AUDIENCE_CHANGED)

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from pushpipe.audience import format as audience
 from pushpipe.audience.format import CampaignHeader, Malformed, Recipient
+from pushpipe.push.endpoints import BROWSERS_ONLY, EndpointPolicy
 from pushpipe.sending.ports import SendPorts
 from pushpipe.sending.runs import Cursor
 from pushpipe.shared.errors import AudienceRejected
@@ -85,7 +86,9 @@ def run_header(ports: SendPorts, run_id: str) -> CampaignHeader:
     return header
 
 
-def recipients(ports: SendPorts, cursor: Cursor, position: int) -> OpenStream:
+def recipients(
+    ports: SendPorts, cursor: Cursor, position: int, policy: EndpointPolicy = BROWSERS_ONLY
+) -> OpenStream:
     """The chain's recipients from ``position`` on: the cached stream if it stopped
     exactly there, otherwise the object reopened (pinned to the run's ETag)."""
     key = (cursor.run_id, cursor.chain)
@@ -97,7 +100,9 @@ def recipients(ports: SendPorts, cursor: Cursor, position: int) -> OpenStream:
         close(cached.body)
     started = time.perf_counter()
     body = ports.objects.open(cursor.bucket, cursor.key, cursor.etag)
-    items = audience.iter_recipients(body, start=position, chain=cursor.chain, chains=cursor.chains)
+    items = audience.iter_recipients(
+        body, start=position, chain=cursor.chain, chains=cursor.chains, policy=policy
+    )
     logger.info(
         "opened the audience stream (cold resume)",
         extra={"position": position, "open_ms": round((time.perf_counter() - started) * 1000, 1)},

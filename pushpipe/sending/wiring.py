@@ -8,6 +8,7 @@ from functools import lru_cache
 from pushpipe import topology as t
 from pushpipe.pings.counters import send_counter_items
 from pushpipe.pings.exposures import exposure_items
+from pushpipe.push.endpoints import deployed_policy
 from pushpipe.push.sender import WebPushSender
 from pushpipe.push.vapid import VapidSigner
 from pushpipe.sending.ports import SendConfig, SendPorts
@@ -45,6 +46,7 @@ def send_ports() -> SendPorts:
         VapidSigner(vapid["private_key"], s.vapid_subject),
         concurrency=s.concurrency,
         allow_list=s.allow_list,
+        policy=deployed_policy(),
     )
     counter_items = exposures = None
     if s.counters_table:

@@ -39,6 +39,11 @@ class Fenced(PushpipeError):
     """Another invocation owns this chain's cursor now; stop without sending more."""
 
 
+class RunStopped(PushpipeError):
+    """The run was aborted or failed while this chain's batch was out: the batch's
+    outcomes are recorded, and the chain stops."""
+
+
 class StoreError(PushpipeError):
     """A storage call failed; carries the operation and the AWS error code."""
 

@@ -85,6 +85,25 @@ def send_settings() -> SendSettings:
     return _load(SendSettings, raw, "send_batch")
 
 
+# --- where pushes may go (send_batch, ping_handler, approval) ---------------------------
+class PushEndpointSettings(BaseModel):
+    push_hosts: tuple[str, ...] = ()  # push-service domains beyond the browsers' own
+    push_origins_allowed: tuple[str, ...] = ()  # exact origins, as they are (local cloud)
+
+
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (_env(name) or "").split(",") if x.strip())
+
+
+@lru_cache(maxsize=1)
+def push_endpoint_settings() -> PushEndpointSettings:
+    raw = {
+        "push_hosts": _list(t.ENV_PUSH_HOSTS),
+        "push_origins_allowed": _list(t.ENV_PUSH_ORIGINS_ALLOWED),
+    }
+    return _load(PushEndpointSettings, raw, "push endpoint")
+
+
 # --- ping_handler (pings, orders, reports, subscriptions) and aggregate ----------------
 class PingApiSettings(BaseModel):
     pings_stream: str = Field(min_length=1)

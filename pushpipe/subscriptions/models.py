@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pushpipe.push.endpoints import deployed_policy
 from pushpipe.shared.errors import InvalidSubscription
 
 TOPIC_SHARDS = 4
@@ -59,7 +60,8 @@ class Subscription(BaseModel):
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     tenant: Annotated[str, Field(pattern=_TENANT.pattern)]
-    endpoint: Annotated[str, Field(pattern=r"^https://\S+$", max_length=2048)]
+    # checked against the endpoint policy at intake (PushSubscriptionIn)
+    endpoint: Annotated[str, Field(pattern=r"^https?://\S+$", max_length=2048)]
     keys: SubscriptionKeys
     topics: list[str] = Field(default_factory=list, max_length=MAX_TOPICS)
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")] = "en"
@@ -122,6 +124,14 @@ class PushSubscriptionIn(BaseModel):
     endpoint: Annotated[str, Field(max_length=2048)]
     keys: SubscriptionKeys
     expirationTime: int | None = None  # the browser's name
+
+    @field_validator("endpoint")
+    @classmethod
+    def _where_pushes_may_go(cls, value: str) -> str:
+        refused = deployed_policy().refusal(value)
+        if refused is not None:
+            raise ValueError(refused)
+        return value
 
 
 SubscribeIn.model_rebuild()

@@ -237,7 +237,6 @@ class LocalCloud:
             "POWERTOOLS_SERVICE_NAME": "pushpipe",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "Pushpipe",
-            "PUSHPIPE_LOCAL": "1",
             **{k: str(v) for k, v in fn.settings.items()},
             **resource_env(fn),
         }
@@ -245,6 +244,8 @@ class LocalCloud:
             if mailer.name in fn.uses:
                 env[mailer.env] = LOCAL_MAIL_FROM
                 env[mailer.configuration_set_env] = LOCAL_CONFIGURATION_SET
+        if self.push_url:  # the one place that allows the local push service
+            env[t.ENV_PUSH_ORIGINS_ALLOWED] = self.push_url
         if fn.env:
             env[fn.env] = fn.name
         if self.api_url:

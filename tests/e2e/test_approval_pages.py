@@ -77,7 +77,10 @@ def approval_api(monkeypatch):
                     "message": {"title": "-", "url": "https://x.example"},
                 },
                 [
-                    recipient(f"s{i}", {"endpoint": f"https://push.example/{i}", "keys": keys})
+                    recipient(
+                        f"s{i}",
+                        {"endpoint": f"https://fcm.googleapis.com/fcm/send/{i}", "keys": keys},
+                    )
                     for i in range(40)
                 ],
             ),

@@ -116,7 +116,7 @@ class Env:
             recipient(
                 f"{prefix}-{i}",
                 {
-                    "endpoint": f"https://push.example/{prefix}/{i}",
+                    "endpoint": f"https://fcm.googleapis.com/fcm/send/{prefix}/{i}",
                     "keys": {"p256dh": P256DH, "auth": AUTH},
                 },
             )

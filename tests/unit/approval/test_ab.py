@@ -105,7 +105,7 @@ def _send(ports, s3, campaign: str, n: int, variants: list[dict], control: float
         {
             "id": f"u{i}",
             "subscription": {
-                "endpoint": f"https://push.example/{i}",
+                "endpoint": f"https://fcm.googleapis.com/fcm/send/{i}",
                 "keys": {"p256dh": P256DH, "auth": AUTH},
             },
         }

@@ -364,7 +364,7 @@ def test_test_push_goes_to_the_approvers_registered_devices_only(env):
         perform(test_link, env.ports, env.config)
     device_link = token_of(_links(env, "alice@example.com")["device"])
     sub = {
-        "endpoint": "https://push.example/alice-laptop",
+        "endpoint": "https://fcm.googleapis.com/fcm/send/alice-laptop",
         "keys": {"p256dh": "B" * 87, "auth": "A" * 22},
     }
     perform(device_link, env.ports, env.config, subscription=sub)
@@ -392,7 +392,7 @@ def test_a_segment_audience_is_counted_and_released_from_the_subscriptions(env):
             Subscription(
                 id=f"s{i}",
                 tenant="acme",
-                endpoint=f"https://push.example/s{i}",
+                endpoint=f"https://fcm.googleapis.com/fcm/send/s{i}",
                 keys=SubscriptionKeys(**keys),
                 topics=["shoes"] if i % 3 == 0 else ["hats"],
                 country="DE" if i % 2 else "FR",

@@ -71,7 +71,7 @@ def api(monkeypatch):
                     recipient(
                         f"s{i}",
                         {
-                            "endpoint": f"https://push.example/{i}",
+                            "endpoint": f"https://fcm.googleapis.com/fcm/send/{i}",
                             "keys": {"p256dh": "B" + "A" * 86, "auth": "A" * 22},
                         },
                     )
@@ -281,7 +281,10 @@ def test_device_registration_page_and_service_worker(api):
     csp = page["headers"]["Content-Security-Policy"]
     nonce = csp.split("'nonce-")[1].split("'")[0]
     assert f'nonce="{nonce}"' in page["body"]
-    sub = {"endpoint": "https://push.example/alice", "keys": {"p256dh": "B" * 87, "auth": "A" * 22}}
+    sub = {
+        "endpoint": "https://fcm.googleapis.com/fcm/send/alice",
+        "keys": {"p256dh": "B" * 87, "auth": "A" * 22},
+    }
     done = call("POST", "/v1/approvers/device", {"t": token_of(link), "subscription": sub})
     assert done["statusCode"] == 201, done["body"]
     again = call("POST", "/v1/approvers/device", {"t": token_of(link), "subscription": sub})

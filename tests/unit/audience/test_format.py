@@ -17,7 +17,10 @@ AUTH = "A" * 22
 
 
 def rec(i: int, **kw) -> dict:
-    sub = {"endpoint": f"https://push.example/{i}", "keys": {"p256dh": P256DH, "auth": AUTH}}
+    sub = {
+        "endpoint": f"https://fcm.googleapis.com/fcm/send/{i}",
+        "keys": {"p256dh": P256DH, "auth": AUTH},
+    }
     return {"id": f"sub-{i}", "subscription": sub, **kw}
 
 
@@ -89,11 +92,17 @@ def test_malformed_recipients_are_reported_with_their_reason_and_index():
         {"id": "x", "subscription": {"endpoint": "ftp://x", "keys": good["subscription"]["keys"]}},
         {
             "id": "x",
-            "subscription": {"endpoint": "https://x", "keys": {"p256dh": "A" * 87, "auth": AUTH}},
+            "subscription": {
+                "endpoint": "https://fcm.googleapis.com/x",
+                "keys": {"p256dh": "A" * 87, "auth": AUTH},
+            },
         },
         {
             "id": "x",
-            "subscription": {"endpoint": "https://x", "keys": {"p256dh": P256DH, "auth": "short"}},
+            "subscription": {
+                "endpoint": "https://fcm.googleapis.com/x",
+                "keys": {"p256dh": P256DH, "auth": "short"},
+            },
         },
         rec(6, country="Germany"),
         rec(7, language="EN_us"),
@@ -104,7 +113,7 @@ def test_malformed_recipients_are_reported_with_their_reason_and_index():
     assert all(isinstance(c, Malformed) for c in checked[1:])
     assert "not an object" in reasons[0]
     assert "id is missing" in reasons[1]
-    assert "http(s) URL" in reasons[2]
+    assert "must be https" in reasons[2]
     assert "p256dh" in reasons[3]
     assert "auth" in reasons[4]
     assert "country" in reasons[5]

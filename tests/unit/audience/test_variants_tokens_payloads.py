@@ -65,7 +65,7 @@ def test_payload_is_localized_per_variant_and_carries_a_valid_token():
         }
     )
     builder = PayloadBuilder(header, KEYS, "https://api.example/v1/pings")
-    r = Recipient(0, "s1", "https://push.example/1", "p", "a", "de-AT", "AT")
+    r = Recipient(0, "s1", "https://fcm.googleapis.com/fcm/send/1", "p", "a", "de-AT", "AT")
     de = json.loads(builder.build(r, "A"))
     assert de["title"] == "Frühlingsangebot: 20% Rabatt" and de["variant"] == "A"
     assert de["nid"] == tokens.notification_id("c1", "s1")

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 import http_ece
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid.jwt import decode as jwt_decode
 
+from pushpipe.push.endpoints import EndpointPolicy
 from pushpipe.push.models import MAX_PLAINTEXT, Outcome, PushMessage
 from pushpipe.push.outcomes import RetryPolicy
 from pushpipe.push.sender import WebPushSender
@@ -201,11 +203,19 @@ def signer(vapid_keys: tuple[str, str]) -> VapidSigner:
 
 
 @pytest.fixture
-def make_sender(signer: VapidSigner) -> Iterator:
+def local_policy(service: PushService) -> EndpointPolicy:
+    """The test push service on loopback, allowed by its exact origin (as the local
+    cloud's is); every other endpoint goes through the browsers-only policy."""
+    return EndpointPolicy.from_settings(origins=[service.origin()])
+
+
+@pytest.fixture
+def make_sender(signer: VapidSigner, local_policy: EndpointPolicy) -> Iterator:
     made: list[WebPushSender] = []
 
     def make(**kwargs) -> WebPushSender:
         kwargs.setdefault("retry", FAST_RETRY)
+        kwargs.setdefault("policy", local_policy)
         kwargs.setdefault("rng", random.Random(3))
         sender = WebPushSender(signer, **kwargs)
         made.append(sender)
@@ -424,7 +434,8 @@ def test_connection_refused_is_retried_then_fails(push, make_sender) -> None:
         port = s.getsockname()[1]
     sub = Subscriber()
     msg = PushMessage("r-x", f"http://127.0.0.1:{port}/push/x", sub.p256dh, sub.auth, b"x")
-    [result] = make_sender().send([msg])
+    policy = EndpointPolicy.from_settings(origins=[f"http://127.0.0.1:{port}"])
+    [result] = make_sender(policy=policy).send([msg])
     assert result.outcome is Outcome.FAILED
     assert result.attempts == 3
     assert result.reason is not None and "connection error" in result.reason
@@ -505,8 +516,12 @@ def _bad_point() -> str:
         ("p256dh", b64url(b"\x04" * 33), "uncompressed P-256 point"),
         ("p256dh", _bad_point(), "p256dh rejected"),
         ("auth", b64url(b"short"), "auth must be 16 bytes"),
-        ("endpoint", "not a url", "invalid subscription"),
-        ("endpoint", "ftp://push.example.com/x", "invalid subscription"),
+        ("endpoint", "not a url", "endpoint refused: endpoint has spaces"),
+        ("endpoint", "ftp://push.example.com/x", "endpoint refused: endpoint must be https"),
+        ("endpoint", "https://169.254.169.254/latest", "link-local address"),
+        ("endpoint", "http://127.0.0.1:9001/2018-06-01/runtime", "must be https"),
+        ("endpoint", "https://2130706433/x", "127.0.0.1 is a loopback address"),
+        ("endpoint", "https://push.example.com/x", "not a browser push service"),
     ],
 )
 def test_invalid_subscription_fails_without_a_request(
@@ -652,11 +667,11 @@ def test_empty_batch_makes_no_session(make_sender) -> None:
     assert sender._session is None
 
 
-def test_send_async_works_inside_an_event_loop(push, signer) -> None:
+def test_send_async_works_inside_an_event_loop(push, signer, local_policy) -> None:
     msgs = [message(push, f"as{i}") for i in range(4)]
 
     async def run() -> list:
-        async with WebPushSender(signer, retry=FAST_RETRY) as sender:
+        async with WebPushSender(signer, retry=FAST_RETRY, policy=local_policy) as sender:
             with pytest.raises(RuntimeError, match="send_async"):
                 sender.send(msgs)
             return await sender.send_async(msgs)
@@ -671,3 +686,55 @@ def test_constructor_rejects_nonsense(signer) -> None:
     with pytest.raises(ValueError, match="timeout_s"):
         WebPushSender(signer, timeout_s=0)
     assert WebPushSender(signer, max_attempts=7).retry.max_attempts == 7
+
+
+class _RebindingDns(AbstractResolver):
+    """DNS that answers a private address for a push-service name (a rebinding attack)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.asked: list[str] = []
+
+    async def resolve(self, host, port=0, family=socket.AF_INET):
+        self.asked.append(host)
+        return [
+            {
+                "hostname": host,
+                "host": self.address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in self.address else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "address, why",
+    [
+        ("127.0.0.1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("169.254.169.254", "link-local"),
+        ("100.64.0.1", "not a globally routable"),
+        ("::1", "loopback"),
+        ("::ffff:10.0.0.1", "private"),
+        ("fd00::1", "private"),
+    ],
+)
+def test_dns_that_answers_a_private_address_is_refused_at_connect_time(
+    make_sender, address, why
+) -> None:
+    dns = _RebindingDns(address)
+    sub = Subscriber()
+    msg = PushMessage(
+        "r-rebind", "https://rebind.fcm.googleapis.com/fcm/send/x", sub.p256dh, sub.auth, b"x"
+    )
+    [result] = make_sender(policy=EndpointPolicy(), dns=dns).send([msg])
+    assert dns.asked == ["rebind.fcm.googleapis.com"]
+    assert result.outcome is Outcome.FAILED and result.attempts == 1  # permanent, no retry
+    assert (
+        result.reason is not None and "endpoint refused" in result.reason and why in result.reason
+    )

@@ -72,7 +72,7 @@ def _sub(store, sid: str, days_ago: float, topics=(), muted=False) -> None:
         Subscription(
             id=sid,
             tenant="acme",
-            endpoint=f"https://push.example/{sid}",
+            endpoint=f"https://fcm.googleapis.com/fcm/send/{sid}",
             keys=SubscriptionKeys(**real_keys()),
             topics=list(topics),
             muted=muted,

@@ -7,142 +7,23 @@ sender is tested in ``test_sender.py`` and end to end in ``tests/integration``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from pushpipe import topology as t
-from pushpipe.push.models import Outcome, PushMessage, SendResult
+from pushpipe.push.models import Outcome
 from pushpipe.sending import service as sending
-from pushpipe.sending.run_store import RunStore
 from pushpipe.sending.runs import run_id_for
-from pushpipe.sending.service import SendConfig, SendPorts, admit, run_chain, sweep
-from pushpipe.shared.aws import ArchiveStream, AudienceObjects
+from pushpipe.sending.service import SendConfig, admit, run_chain, sweep
 from pushpipe.shared.errors import Fenced
-from pushpipe.shared.tokens import SigningKeys
-from pushpipe_local.cloud.provision import create_table
 from pushpipe_local.sim.audiences import audience_bytes, demo_campaign
-
-BUCKET, TABLE, STREAM = "aud", "runs", "sends"
-P256DH, AUTH = "B" + "A" * 86, "A" * 22
-
-
-class RecordingSender:
-    def __init__(self, outcome=Outcome.SENT) -> None:
-        self.sent: list[str] = []
-        self.outcome = outcome
-
-    def send(self, messages: Sequence[PushMessage], *, dry_run=None, budget_s=None):
-        self.sent.extend(m.recipient_id for m in messages)
-        return [SendResult(m.recipient_id, self.outcome, 201) for m in messages]
-
-
-class RecordingInvoker:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def invoke(self, event: dict) -> None:
-        self.events.append(event)
-
-
-class CountingObjects(AudienceObjects):
-    def __init__(self) -> None:
-        super().__init__(boto3.client("s3", region_name="us-east-1"))
-        self.opens = 0
-
-    def open(self, bucket, key, etag):
-        self.opens += 1
-        return super().open(bucket, key, etag)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def world(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=BUCKET)
-        s3.create_bucket(Bucket="archive")
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(ddb, t.RUNS_TABLE, TABLE)
-        boto3.client("firehose", region_name="us-east-1").create_delivery_stream(
-            DeliveryStreamName=STREAM,
-            ExtendedS3DestinationConfiguration={
-                "RoleARN": "arn:aws:iam::123456789012:role/f",
-                "BucketARN": "arn:aws:s3:::archive",
-                "Prefix": "sends/",
-            },
-        )
-        clock = Clock()
-        ports = SendPorts(
-            runs=RunStore(TABLE, ddb, clock=clock),
-            objects=CountingObjects(),
-            archive=ArchiveStream(STREAM, boto3.client("firehose", region_name="us-east-1")),
-            invoker=RecordingInvoker(),
-            sender=RecordingSender(),
-            signing_keys=SigningKeys.from_secret({"active": "k", "keys": {"k": "k" * 43}}),
-            ping_url="https://api.example/v1/pings",
-        )
-        sending.forget_streams()
-        yield ports, clock, s3
-        sending.forget_streams()
-
-
-def drop(s3, key: str, n: int, campaign: str = "c1") -> str:
-    recipients = [
-        {
-            "id": f"s{i}",
-            "subscription": {
-                "endpoint": f"https://push.example/{i}",
-                "keys": {"p256dh": P256DH, "auth": AUTH},
-            },
-        }
-        for i in range(n)
-    ]
-    body = audience_bytes(demo_campaign(campaign), recipients)
-    return s3.put_object(Bucket=BUCKET, Key=key, Body=body)["ETag"].strip('"')
-
-
-def drive(
-    ports: SendPorts,
-    config: SendConfig,
-    batches_per_invocation: int = 1,
-    request_ids=None,
-    cold: bool = False,
-) -> int:
-    """Run queued invocations until none are left; each gets time for N batches."""
-    invocations = 0
-    while ports.invoker.events:
-        event = ports.invoker.events.pop(0)
-        budget = {"batches": 0}
-
-        def remaining(budget: dict = budget) -> int:
-            # plenty of time until the N-th commit has checked it, then too little
-            budget["batches"] += 1
-            return 900_000 if budget["batches"] <= batches_per_invocation else 1_000
-
-        if cold:
-            sending.forget_streams()
-        run_chain(
-            sending.Cursor.from_event(event["cursor"]),
-            ports,
-            config,
-            remaining,
-            request_id=f"req-{invocations}",
-        )
-        invocations += 1
-    return invocations
+from tests.support.sending import (
+    AUTH,
+    BUCKET,
+    P256DH,
+    RecordingSender,
+    drive,
+    drop,
+)
 
 
 def test_chains_recurse_and_send_everybody_exactly_once(world):
@@ -289,7 +170,7 @@ def test_every_push_carries_a_topic_so_a_resent_duplicate_collapses(world):
         {
             "id": f"s{i}",
             "subscription": {
-                "endpoint": f"https://push.example/{i}",
+                "endpoint": f"https://fcm.googleapis.com/fcm/send/{i}",
                 "keys": {"p256dh": P256DH, "auth": AUTH},
             },
         }

@@ -41,7 +41,7 @@ def subs():
 
 
 def make(n: int, topics=(), tenant="acme", **kw) -> Subscription:
-    endpoint = f"https://push.example/ep/{n}"
+    endpoint = f"https://fcm.googleapis.com/fcm/send/ep/{n}"
     return Subscription(
         id=subscription_id(tenant, endpoint),
         tenant=tenant,
@@ -99,7 +99,13 @@ def test_tenants_are_apart(subs):
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"endpoint": "http://insecure.example/ep"}, "endpoint"),
+        ({"endpoint": "http://insecure.example/ep"}, "must be https"),
+        ({"endpoint": "https://169.254.169.254/latest/meta-data"}, "link-local"),
+        ({"endpoint": "https://127.0.0.1:9001/2018-06-01/runtime"}, "loopback"),
+        ({"endpoint": "https://2130706433/x"}, "loopback"),
+        ({"endpoint": "https://10.0.0.1/x"}, "private"),
+        ({"endpoint": "https://[::ffff:10.0.0.1]/x"}, "private"),
+        ({"endpoint": "https://push.attacker.example/x"}, "not a browser push service"),
         (
             {"keys": {"p256dh": b64(b"\x02" + os.urandom(32)), "auth": b64(os.urandom(16))}},
             "p256dh",
@@ -112,7 +118,7 @@ def test_tenants_are_apart(subs):
 def test_subscribe_endpoint_validates(subs, change, field, lambda_context):
     from functions.ping_handler.handler import handler
 
-    sub = {"endpoint": "https://push.example/ep/1", "keys": keys().model_dump()}
+    sub = {"endpoint": "https://fcm.googleapis.com/fcm/send/ep/1", "keys": keys().model_dump()}
     body = {"tenant": "acme", "subscription": sub, "topics": ["news"], "country": "DE"}
     for k, v in change.items():
         (body["subscription"] if k in ("endpoint", "keys") else body)[k] = v
@@ -129,7 +135,10 @@ def test_subscribe_then_unsubscribe_over_the_api(subs, lambda_context):
     k = keys()
     body = {
         "tenant": "acme",
-        "subscription": {"endpoint": "https://push.example/ep/9", "keys": k.model_dump()},
+        "subscription": {
+            "endpoint": "https://fcm.googleapis.com/fcm/send/ep/9",
+            "keys": k.model_dump(),
+        },
         "topics": ["news"],
         "language": "de",
     }
