@@ -21,15 +21,18 @@ from pushpipe.audience.format import (
     read_header,
     scan_recipients,
 )
+from pushpipe.push.endpoints import BROWSERS_ONLY, EndpointPolicy
 from pushpipe.shared.errors import AudienceRejected
 from pushpipe.subscriptions.store import SubscriptionStore
 
 
 # --- recipients ---------------------------------------------------------------------------
-def file_recipients(stream: IO[bytes]) -> Iterator[dict[str, Any]]:
+def file_recipients(
+    stream: IO[bytes], policy: EndpointPolicy = BROWSERS_ONLY
+) -> Iterator[dict[str, Any]]:
     """The well-formed recipients of an audience file, as audience-file entries.
     (Malformed ones were counted when the request was made and are left out.)"""
-    for item in iter_recipients(stream):
+    for item in iter_recipients(stream, policy=policy):
         if isinstance(item, Malformed):
             continue
         entry: dict[str, Any] = {
@@ -78,7 +81,7 @@ class FileCount:
     malformed: int
 
 
-def count_file(open_stream) -> FileCount:
+def count_file(open_stream, policy: EndpointPolicy = BROWSERS_ONLY) -> FileCount:
     """Validate an audience file and count its recipients in one streaming pass each
     for the header and the recipients (``AudienceRejected`` if it is not one)."""
     body = open_stream()
@@ -88,7 +91,7 @@ def count_file(open_stream) -> FileCount:
         body.close()
     body = open_stream()
     try:
-        stats = scan_recipients(body)
+        stats = scan_recipients(body, policy)
     except ijson.JSONError as exc:  # pragma: no cover - iter_recipients maps these
         raise AudienceRejected(str(exc)) from exc
     finally:

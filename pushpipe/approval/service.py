@@ -125,7 +125,8 @@ def prepare(request_id: str, ports: ApprovalPorts, config: ApprovalConfig) -> st
                 raise AudienceRejected(f"the audience file {aud.key} is gone")
             pinned = etag
             counted = count_file(
-                lambda: ports.objects.open(config.audience_bucket, aud.key, pinned)
+                lambda: ports.objects.open(config.audience_bucket, aud.key, pinned),
+                config.endpoint_policy,
             )
             total, malformed = counted.total, counted.malformed
         else:
@@ -262,7 +263,7 @@ def release(request_id: str, ports: ApprovalPorts, config: ApprovalConfig) -> st
     try:
         if isinstance(aud, FileAudience):
             body = ports.objects.open(config.audience_bucket, aud.key, req.source_etag or "")
-            recipients = Counter(file_recipients(body))
+            recipients = Counter(file_recipients(body, config.endpoint_policy))
         else:
             recipients = Counter(
                 segment_recipients(

@@ -14,6 +14,7 @@ whole; a malformed recipient is skipped and counted with its reason.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -28,12 +29,14 @@ from aws_lambda_powertools.utilities.validation import SchemaValidationError, va
 from pushpipe.push.endpoints import BROWSERS_ONLY, EndpointPolicy
 from pushpipe.shared.errors import AudienceRejected
 
-HEADER_MAX_BYTES = 64 * 1024
+HEADER_MAX_BYTES = 64 * 1024  # format and campaign must fit in the file's first 64 KiB
+HEADER_MAX_DEPTH = 16  # nesting inside the campaign object (the schema needs 6)
 FORMAT = "pushpipe.audience/v1"
 CONTROL = "control"
 
 # Subscriber ids are the tenant's own: any 1-128 printable characters.
-_SUBSCRIBER_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+# (A lone surrogate, which JSON can spell as "\ud800", is not a character: refused.)
+_SUBSCRIBER_ID = re.compile(r"^[^\x00-\x1f\x7f\ud800-\udfff]{1,128}$")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 # base64url of 65 bytes (an uncompressed P-256 point) and of 16 bytes, padded or not.
@@ -82,6 +85,13 @@ class CampaignHeader:
         """Validate ``raw`` against the schema and the rules a schema cannot say."""
         if not isinstance(raw, dict):
             raise AudienceRejected("campaign header must be a JSON object")
+        try:
+            json.dumps(raw, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:
+            raise AudienceRejected(
+                "campaign header is invalid: it has text that is not Unicode (a lone "
+                f"surrogate such as \\ud800 at character {exc.start})"
+            ) from exc
         try:
             validate(event=raw, schema=_campaign_schema())
         except SchemaValidationError as exc:
@@ -177,40 +187,97 @@ def check_recipient(
     )
 
 
+class _HeaderReader:
+    """The top of the file as parse events: ``format``, then ``campaign`` (built, with
+    every map's keys checked for duplicates and the nesting bounded), then ``recipients``."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.builder: ijson.ObjectBuilder | None = None
+        self.done = False  # the campaign object is complete
+        self.keys: list[set[str]] = []  # the keys of each open map inside the campaign
+
+    def top(self, event: str, value: Any) -> bool:
+        """A top-level event; True when the header is read."""
+        if event == "start_map":
+            return False
+        if event == "end_map":
+            return True
+        if event != "map_key":
+            raise AudienceRejected("an audience file must be a JSON object")
+        if value in self.seen:
+            raise AudienceRejected(f"the top-level key {value!r} appears twice")
+        self.seen.add(value)
+        if value == "recipients":
+            if not self.done:
+                raise AudienceRejected("the campaign header must come before recipients")
+            return True
+        if value not in ("format", "campaign"):
+            raise AudienceRejected(f"unknown top-level key {_short(value)!r}")
+        if value == "campaign":
+            self.builder = ijson.ObjectBuilder()
+        return False
+
+    def campaign(self, prefix: str, event: str, value: Any) -> None:
+        if event in ("start_map", "start_array"):
+            if len(self.keys) >= HEADER_MAX_DEPTH:
+                raise AudienceRejected(
+                    f"the campaign header is nested deeper than {HEADER_MAX_DEPTH} levels"
+                )
+            self.keys.append(set())
+        elif event in ("end_map", "end_array"):
+            self.keys.pop()
+        elif event == "map_key":
+            if value in self.keys[-1]:
+                raise AudienceRejected(f"the key {_short(value)!r} appears twice in {prefix}")
+            self.keys[-1].add(value)
+        assert self.builder is not None
+        self.builder.event(event, value)
+        if not self.keys:
+            self.done = True
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
 def read_header(stream: IO[bytes]) -> CampaignHeader:
     """Parse and validate the campaign header from the start of the file.
 
-    Reads only as far as the header goes: the caller may close the stream afterwards.
+    Reads only the first ``HEADER_MAX_BYTES``: a header that does not end within them is
+    rejected, and the caller may close the stream afterwards. Duplicate keys anywhere in
+    the header (or at the top level) reject the file, so that it means to pushpipe what
+    it means to every JSON parser.
     """
-    builder: ijson.ObjectBuilder | None = None
+    head = stream.read(HEADER_MAX_BYTES)
+    reader = _HeaderReader()
     try:
-        for prefix, event, value in ijson.parse(stream, use_float=True):
+        for prefix, event, value in ijson.parse(io.BytesIO(head), use_float=True):
             if prefix == "":
-                if event == "start_map":
-                    continue
-                if event == "map_key":
-                    if builder is not None:
-                        break  # the campaign object is complete
-                    if value == "campaign":
-                        builder = ijson.ObjectBuilder()
-                    elif value == "recipients":
-                        raise AudienceRejected("the campaign header must come before recipients")
-                    elif value != "format":
-                        raise AudienceRejected(f"unknown top-level key {value!r}")
-                    continue
-                if event == "end_map":
+                if reader.top(event, value):
                     break
-                raise AudienceRejected("an audience file must be a JSON object")
-            if prefix == "format":
-                if value != FORMAT:
-                    raise AudienceRejected(f"format must be {FORMAT!r}, got {value!r}")
-            elif builder is not None:
-                builder.event(event, value)
+            elif prefix == "format" or prefix.startswith("format."):
+                if event != "string" or value != FORMAT:
+                    raise AudienceRejected(f"format must be {FORMAT!r}, got {_short(value)!r}")
+            elif reader.builder is not None and not reader.done:
+                reader.campaign(prefix, event, value)
+    except ijson.IncompleteJSONError as exc:
+        if not reader.done:
+            if len(head) >= HEADER_MAX_BYTES:
+                raise AudienceRejected(
+                    f"the campaign header must end within the first {HEADER_MAX_BYTES // 1024}"
+                    " KiB of the file"
+                ) from exc
+            raise AudienceRejected(f"the audience file is not valid JSON: {exc}") from exc
     except ijson.JSONError as exc:
         raise AudienceRejected(f"the audience file is not valid JSON: {exc}") from exc
-    if builder is None:
+    if reader.builder is None or not reader.done:
         raise AudienceRejected("the audience file has no campaign header")
-    return CampaignHeader.parse(builder.value)
+    header = CampaignHeader.parse(reader.builder.value)
+    if "format" not in reader.seen:
+        raise AudienceRejected(f"the audience file has no format (it must be {FORMAT!r})")
+    return header
 
 
 def iter_recipients(
@@ -248,6 +315,35 @@ class AudienceStats:
         self.reasons[kind] = self.reasons.get(kind, 0) + 1
         if len(self.examples) < 10:
             self.examples.append(f"#{bad.index} {bad.reason}")
+
+
+_KINDS = {
+    "start_map": "an object",
+    "string": "a string",
+    "number": "a number",
+    "integer": "a number",
+    "double": "a number",
+    "boolean": "a boolean",
+    "null": "null",
+}
+
+
+def check_recipients_array(stream: IO[bytes]) -> None:
+    """For a file in which no recipient was found: reject it unless ``recipients`` is
+    an (empty) array. Streams; stops at the ``recipients`` value."""
+    expect = False
+    try:
+        for prefix, event, value in ijson.parse(stream, use_float=True):
+            if expect:
+                if event == "start_array":
+                    return
+                raise AudienceRejected(
+                    f"recipients must be an array, got {_KINDS.get(event, event)}"
+                )
+            expect = prefix == "" and event == "map_key" and value == "recipients"
+    except ijson.JSONError as exc:
+        raise AudienceRejected(f"the audience file is not valid JSON: {exc}") from exc
+    raise AudienceRejected("the audience file has no recipients array")
 
 
 def scan_recipients(stream: IO[bytes], policy: EndpointPolicy = BROWSERS_ONLY) -> AudienceStats:

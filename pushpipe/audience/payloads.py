@@ -16,6 +16,7 @@ from pushpipe.shared.errors import PayloadTooLarge
 from pushpipe.shared.tokens import DEFAULT_TTL_S, PingClaims, SigningKeys, notification_id, sign
 
 _MESSAGE_FIELDS = ("title", "body", "url", "icon")
+WIDEST_ID = "\U0010fffd" * 128
 
 
 def message_for(header: CampaignHeader, variant: str, language: str | None) -> dict:
@@ -76,7 +77,9 @@ class PayloadBuilder:
         for msg in [self.header.message, *(v.message for v in self.header.variants)]:
             languages.extend(msg.get("localized", {}))
         variants = [v.id for v in self.header.variants] or ["default"]
-        probe = Recipient(0, "x" * 128, "https://push.invalid/", "", "", None, None)
+        # the longest id the format allows, in the characters that encode longest (4 bytes
+        # of UTF-8 each; JSON escapes are shorter): no admitted recipient is larger
+        probe = Recipient(0, WIDEST_ID, "https://push.invalid/", "", "", None, None)
         worst, where = 0, ""
         for variant in variants:
             for language in languages:

@@ -14,8 +14,10 @@ headers and open streams are in ``pushpipe.sending.streams``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 from pushpipe.audience import format as audience
 from pushpipe.audience.format import CampaignHeader
@@ -23,7 +25,7 @@ from pushpipe.audience.payloads import PayloadBuilder
 from pushpipe.sending import streams
 from pushpipe.sending.batch import Batch, default_topic, fill_batch, utc
 from pushpipe.sending.ports import SendConfig, SendPorts
-from pushpipe.sending.runs import ChainState, Cursor, run_id_for
+from pushpipe.sending.runs import FAILED, ChainState, Cursor, run_id_for
 from pushpipe.sending.streams import OpenStream, forget_streams
 from pushpipe.shared.errors import (
     AudienceChanged,
@@ -31,6 +33,7 @@ from pushpipe.shared.errors import (
     Fenced,
     PayloadTooLarge,
     RunStopped,
+    StoreError,
 )
 from pushpipe.shared.observability import logger
 
@@ -91,17 +94,18 @@ def admit(
 
     header: CampaignHeader | None = None
     try:
-        body = ports.objects.open(bucket, key, etag)
-        try:
-            header = audience.read_header(body)
-        finally:
-            body.close()
-        PayloadBuilder(header, ports.signing_keys, ports.ping_url).check_size()
-        body = ports.objects.open(bucket, key, etag)
-        try:
-            stats = audience.scan_recipients(body, config.endpoint_policy)
-        finally:
-            body.close()
+        with _content_errors(key):
+            with _opened(ports, bucket, key, etag) as body:
+                header = audience.read_header(body)
+            PayloadBuilder(header, ports.signing_keys, ports.ping_url).check_size()
+            with _opened(ports, bucket, key, etag) as body:
+                stats = audience.scan_recipients(body, config.endpoint_policy)
+            if stats.total == 0:
+                with _opened(ports, bucket, key, etag) as body:
+                    audience.check_recipients_array(body)
+        chains = max(1, min(config.chains, -(-stats.total // config.batch_size)))
+        base = Cursor(run_id, header.id, bucket, key, etag, 0, chains)
+        _start(ports, header, stats, base)
     except (AudienceRejected, PayloadTooLarge, AudienceChanged) as exc:
         reason = AUDIENCE_CHANGED if isinstance(exc, AudienceChanged) else str(exc)
         logger.warning("audience rejected", extra={"run_id": run_id, "key": key, "reason": reason})
@@ -109,19 +113,6 @@ def admit(
             run_id, reason, header.id if header else None, header.tenant if header else None
         )
         return AdmitResult("rejected", run_id, reason=reason)
-
-    chains = max(1, min(config.chains, -(-stats.total // config.batch_size)))
-    base = Cursor(run_id, header.id, bucket, key, etag, 0, chains)
-    ports.runs.start_run(
-        run_id,
-        campaign=header.id,
-        tenant=header.tenant,
-        header_json=streams.header_json(header),
-        chains=chains,
-        total=stats.total,
-        malformed=stats.malformed,
-        cursor_base=base,
-    )
     if stats.malformed:
         logger.warning(
             "malformed recipients will be skipped",
@@ -141,6 +132,51 @@ def admit(
         extra={"run_id": run_id, "campaign": header.id, "total": stats.total, "chains": chains},
     )
     return AdmitResult("started", run_id, total=stats.total, chains=chains)
+
+
+@contextmanager
+def _content_errors(key: str) -> Iterator[None]:
+    """Whatever is in the file ends as ``AudienceRejected`` with a reason: an error on
+    content that no rule foresaw is one too (never a crash that leaves the run
+    admitting). Storage errors propagate, so the delivery is retried."""
+    try:
+        yield
+    except (AudienceRejected, PayloadTooLarge, AudienceChanged, StoreError, OSError):
+        raise
+    except Exception as exc:
+        logger.exception("audience file could not be read", extra={"key": key})
+        raise AudienceRejected(
+            f"the audience file could not be read: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
+
+
+@contextmanager
+def _opened(ports: SendPorts, bucket: str, key: str, etag: str) -> Iterator[IO[bytes]]:
+    body = ports.objects.open(bucket, key, etag)
+    try:
+        yield body
+    finally:
+        body.close()
+
+
+def _start(
+    ports: SendPorts, header: CampaignHeader, stats: audience.AudienceStats, base: Cursor
+) -> None:
+    try:
+        ports.runs.start_run(
+            base.run_id,
+            campaign=header.id,
+            tenant=header.tenant,
+            header_json=streams.header_json(header),
+            chains=base.chains,
+            total=stats.total,
+            malformed=stats.malformed,
+            cursor_base=base,
+        )
+    except StoreError as exc:
+        if exc.code != "ValidationException":  # e.g. an item over 400 KB: the content's
+            raise
+        raise AudienceRejected(f"the run could not be recorded: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------
@@ -202,7 +238,12 @@ def _run_owned_chain(
     remaining_ms: Callable[[], int],
     clock: Callable[[], float],
 ) -> ChainResult:
-    header = streams.run_header(ports, cursor.run_id)
+    try:
+        header = streams.run_header(ports, cursor.run_id)
+    except AudienceRejected as exc:  # nothing to resume from: fail it, once and for all
+        ports.runs.abort_run(cursor.run_id, str(exc), state=FAILED)
+        logger.error("chain cannot resume", extra={"run_id": cursor.run_id, "reason": str(exc)})
+        return ChainResult("aborted", detail=str(exc))
     try:
         stream = streams.recipients(ports, cursor, state.position, config.endpoint_policy)
     except AudienceChanged:

@@ -7,8 +7,10 @@ from collections import Counter
 from dataclasses import asdict
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from pushpipe.audience.format import CampaignHeader, Recipient, Variant
+from pushpipe.audience.format import CampaignHeader, Recipient, Variant, check_recipient
 from pushpipe.audience.payloads import PayloadBuilder
 from pushpipe.audience.variants import assign
 from pushpipe.push.models import MAX_PLAINTEXT
@@ -110,3 +112,37 @@ def test_an_oversized_message_is_refused_before_anything_is_sent():
     )
     with pytest.raises(PayloadTooLarge, match=f"at most {MAX_PLAINTEXT} bytes"):
         PayloadBuilder(big, KEYS, "https://api.example/v1/pings").check_size()
+
+
+SUB = {
+    "endpoint": "https://fcm.googleapis.com/fcm/send/x",
+    "keys": {"p256dh": "B" + "A" * 86, "auth": "A" * 22},
+}
+_ID_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x7f").filter(
+    lambda c: ord(c) > 0x1F
+)
+
+
+@settings(max_examples=300, deadline=None)
+@example(rid="\U0001f600" * 128, variant="A", language="de-AT")
+@example(rid='"' * 128, variant="B", language=None)
+@example(rid="\\" * 128, variant="A", language="fr")
+@example(rid="\u2028" * 128, variant="A", language=None)
+@given(
+    rid=st.text(_ID_CHARS, min_size=1, max_size=128),
+    variant=st.sampled_from(["A", "B"]),
+    language=st.sampled_from([None, "de", "de-AT", "fr"]),
+)
+def test_no_admitted_subscriber_id_makes_a_payload_larger_than_the_admission_check(
+    rid, variant, language
+):
+    """The size check at admission holds for every id the format allows: multi-byte,
+    astral, quotes and backslashes that JSON escapes."""
+    assert check_recipient(0, {"id": rid, "subscription": SUB}).__class__ is Recipient
+    header = CampaignHeader.parse(
+        demo_campaign("c1", variants=[{"id": "A", "percent": 50}, {"id": "B", "percent": 50}])
+    )
+    builder = PayloadBuilder(header, KEYS, "https://api.example/v1/pings")
+    worst, _ = builder.worst_case_size()
+    recipient = Recipient(0, rid, SUB["endpoint"], "p", "a", language, None)
+    assert len(builder.build(recipient, variant)) <= worst

@@ -43,7 +43,8 @@ def test_gone_subscriptions_are_pruned_not_retried(status: int) -> None:
     assert "unsubscribed" in verdict.reason
 
 
-@pytest.mark.parametrize("status", [429, 500, 502, 503, 504, 599])
+# 406 is how WNS (Edge on Windows) says "throttled"
+@pytest.mark.parametrize("status", [406, 429, 500, 502, 503, 504, 599])
 def test_throttling_and_server_errors_are_retryable(status: int) -> None:
     verdict = classify_status(status, "busy", retry_after="7")
     assert verdict.disposition is Disposition.RETRY
