@@ -15,8 +15,12 @@ URGENCIES = ("very-low", "low", "normal", "high")
 class Outcome(StrEnum):
     SENT = "sent"  # any 2xx
     PRUNED = "pruned"  # 404/410: the subscription is gone; never retried
-    FAILED = "failed"  # 400/401/403/413, or retries exhausted; reason kept
+    FAILED = "failed"  # 400/401/403/413 and other permanent answers; reason kept
     SKIPPED = "skipped"  # dry run: every step but the final POST
+    # not delivered yet, and not for a permanent reason: the batch ran out of time, or
+    # the push service kept throttling (429, WNS 406) or failing (5xx, timeouts); the
+    # caller carries it into its next invocation instead of recording a failure
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,7 +149,7 @@ class WebPushSender:
         For synchronous callers (Lambda handlers). Runs on the sender's own event
         loop, created on first use and kept, with its connections, for the next call.
         ``budget_s``: wall time the batch may take; retries that would end later
-        are not made (the message fails with the reason) and requests are cut short.
+        are not made (the message is DEFERRED, with the reason) and requests are cut short.
         ``dry_run``: overrides the sender's own setting for this batch (None keeps it).
         """
         try:

@@ -146,9 +146,9 @@ class Batch:
             delay = GiveUp(
                 f"out of time for the batch after {job.attempts} attempts: {verdict.reason}"
             )
-        if isinstance(delay, GiveUp):
+        if isinstance(delay, GiveUp):  # a transient answer: not delivered yet, not failed
             self.results[job.index] = SendResult(
-                rid, Outcome.FAILED, verdict.status, delay.reason, job.attempts
+                rid, Outcome.DEFERRED, verdict.status, delay.reason, job.attempts
             )
             return
         job.waited_s += delay

@@ -78,8 +78,10 @@ class RunLedger(Protocol):
         done: bool = False,
         release: bool = False,
         extra_items: Iterable[dict] = (),
+        carry: list[dict] | None = None,
     ) -> None:
-        """Advance the cursor, add ``counts`` and write ``extra_items`` (DynamoDB
+        """Advance the cursor, store the ``carry`` (recipients not delivered yet), add
+        ``counts`` and write ``extra_items`` (DynamoDB
         TransactWriteItems entries) in one transaction; raises ``Fenced`` if a newer
         invocation owns the chain."""
         ...
@@ -112,6 +114,8 @@ class SendConfig:
     audience_prefix: str = _default("audience_prefix")
     sweep_grace_ms: int = _default("sweep_grace_ms")
     endpoint_policy: EndpointPolicy = BROWSERS_ONLY  # where pushes may go
+    # a chain with only carried recipients left waits this long times their carries
+    carry_pause_s: float = 1.0
 
     @classmethod
     def from_settings(cls, s: SendSettings) -> SendConfig:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from decimal import Decimal
@@ -97,6 +98,7 @@ class RunTable:
             assigned=int(item.get("assigned", 0)),
             counts={k: int(item.get(k, 0)) for k in COUNT_FIELDS},
             lease_until=int(item.get("lease_until", 0)),
+            carry=json.loads(item["carry"]) if item.get("carry") else [],
         )
 
     def stalled_chains(self, grace_ms: int, index: str = "active") -> list[Cursor]:

@@ -5,6 +5,7 @@ The protocol (claim, acquire, commit, fencing) is described in ``pushpipe.sendin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -259,13 +260,19 @@ class RunStore(RunTable):
         done: bool = False,
         release: bool = False,
         extra_items: Iterable[dict] = (),
+        carry: list[dict] | None = None,
     ) -> None:
         """Advance the cursor and add ``counts`` atomically, fenced on ``epoch``.
+
+        ``carry``: the recipients behind the new position not delivered yet; stored with
+        the cursor (replacing the previous carry), sent first by the next batch.
 
         ``extra_items`` are further TransactWriteItems entries (campaign counters) that
         must commit together with the cursor, exactly once.
         """
         fields: dict[str, Any] = {"position": new_position}
+        if carry:
+            fields["carry"] = json.dumps(carry, separators=(",", ":"), ensure_ascii=False)
         if done:
             fields["state"] = DONE
         if release or done:
@@ -279,9 +286,12 @@ class RunStore(RunTable):
             expr += " ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(adds)))
             names |= {f"#c{i}": k for i, (k, _) in enumerate(adds)}
             values |= {f":c{i}": v for i, (_, v) in enumerate(adds)}
+        removes = [] if carry else ["#carry"]
         if done:
-            expr += " REMOVE #active"
-            names["#active"] = "active"
+            removes.append("#active")
+        if removes:
+            expr += " REMOVE " + ", ".join(removes)
+            names |= {n: n[1:] for n in removes}
         names |= {"#epoch": "epoch", "#state": "state"}
         values |= {":epoch": state.epoch, ":running": RUNNING}
         extra = list(extra_items)
@@ -312,6 +322,7 @@ class RunStore(RunTable):
                 ) from exc
             raise StoreError("TransactWriteItems", code, str(exc)) from exc
         state.position = new_position
+        state.carry = list(carry or [])
         for k, v in counts.items():
             state.counts[k] = state.counts.get(k, 0) + v
         if done:

@@ -72,6 +72,9 @@ class ChainState:
     assigned: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     lease_until: int = 0
+    # recipients behind ``position`` that were not delivered yet (out of time, throttled,
+    # a failing push service): sent first by the chain's next batch (``batch.carried``)
+    carry: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -100,13 +103,19 @@ class RunView:
         return out
 
     @property
+    def carried(self) -> int:
+        """Recipients behind the cursors still waiting for delivery (not processed)."""
+        return sum(len(c.carry) for c in self.chain_states)
+
+    @property
     def processed(self) -> int:
         """Recipients the run is done with (sent, pruned, failed, malformed, control...).
 
         A chain's position is always ``chain + m * chains``: the index of its next
         recipient, ``m`` of its recipients being behind it."""
-        return (
+        behind = (
             sum(max(0, (c.position - c.chain) // self.chains) for c in self.chain_states)
             if (self.chains)
             else 0
         )
+        return behind - self.carried

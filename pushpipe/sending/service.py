@@ -189,6 +189,7 @@ def run_chain(
     remaining_ms: Callable[[], int],
     clock: Callable[[], float] = time.time,
     request_id: str = "",
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ChainResult:
     """Send this chain's recipients until done or until time runs low."""
     deadline = int(clock() * 1000) + remaining_ms()
@@ -200,7 +201,7 @@ def run_chain(
         )
         return ChainResult("not-acquired", position=cursor.position)
     try:
-        return _run_owned_chain(cursor, state, ports, config, remaining_ms, clock)
+        return _run_owned_chain(cursor, state, ports, config, remaining_ms, clock, sleep)
     except RunStopped as exc:  # another chain aborted the run; this batch is recorded
         streams.drop(cursor)
         logger.warning("the run stopped while this chain was sending", extra={"detail": str(exc)})
@@ -224,6 +225,7 @@ class _Leg:
     config: SendConfig
     remaining_ms: Callable[[], int]
     clock: Callable[[], float]
+    sleep: Callable[[float], None]
 
     @property
     def dry_run(self) -> bool:
@@ -237,6 +239,7 @@ def _run_owned_chain(
     config: SendConfig,
     remaining_ms: Callable[[], int],
     clock: Callable[[], float],
+    sleep: Callable[[float], None],
 ) -> ChainResult:
     try:
         header = streams.run_header(ports, cursor.run_id)
@@ -259,6 +262,7 @@ def _run_owned_chain(
         config,
         remaining_ms,
         clock,
+        sleep,
     )
     result = ChainResult("handed-off", position=state.position)
     while True:
@@ -267,18 +271,22 @@ def _run_owned_chain(
         now = clock()
         try:
             batch, exhausted = fill_batch(
-                stream, header, leg.builder, cursor, config.batch_size, now
+                stream, header, leg.builder, cursor, config.batch_size, now, state.carry
             )
         except AudienceRejected as exc:  # the object changed under an open stream
             ports.runs.fail_chain(cursor.run_id, state, str(exc))
             return ChainResult("aborted", detail=str(exc))
         _send(leg, batch)
         time_low = remaining_ms() < config.min_remaining_ms
-        _commit(leg, batch, now, done=exhausted, release=time_low and not exhausted, result=result)
-        if exhausted:
+        done = exhausted and not batch.carry
+        _commit(leg, batch, now, done=done, release=time_low and not done, result=result)
+        if done:
             return _finish(leg, result)
         if time_low:
             return _hand_off(leg, result)
+        if exhausted:  # only carried recipients are left: give their services a moment
+            pause_s = config.carry_pause_s * max(e["n"] for e in batch.carry)
+            leg.sleep(min(pause_s, max(0.0, (remaining_ms() - config.min_remaining_ms) / 1000)))
 
 
 def _abort_changed(leg: _Leg, result: ChainResult) -> ChainResult:
@@ -336,6 +344,7 @@ def _commit(
         done=done,
         release=release,
         extra_items=extra,
+        carry=batch.carry,
     )
     if batch.pruned and leg.ports.on_pruned:
         leg.ports.on_pruned(leg.header.tenant, batch.pruned)

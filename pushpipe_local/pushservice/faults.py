@@ -22,6 +22,7 @@ FAULT_REASONS: Mapping[int, str] = {
     403: "Forbidden",
     404: "Not Found",
     410: "Gone",
+    406: "Not Acceptable",  # WNS: the channel is throttled
     413: "Payload Too Large",
     429: "Too Many Requests",
     500: "Internal Server Error",

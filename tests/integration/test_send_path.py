@@ -134,6 +134,40 @@ def test_429_with_retry_after_is_retried_after_the_wait(send, campaign_id):
     assert len(late) == 10 and min(late) >= 0.9
 
 
+def test_a_wns_406_is_throttling_retried_and_delivered_not_a_failure(send, campaign_id):
+    subs = send.subscribers(100)
+    throttled = [s["id"] for s in subs[:10]]
+    send.cloud.push_admin(
+        "POST",
+        "/_admin/faults",
+        {"rules": [{"status": 406, "times": 1, "subscribers": throttled}]},
+    )
+    etag = send.drop_audience(f"{campaign_id}.json", demo_campaign(campaign_id), subs)
+    view = send.wait_run(f"{campaign_id}.json", etag)
+    assert view.state == "done"
+    assert view.counts["sent"] == 100 and view.counts["failed"] == 0
+    assert send.stats()["by_status"].get("406") == 10
+    assert set(_receptions(send, campaign_id).values()) == {1}
+
+
+def test_throttling_that_outlasts_a_batch_is_carried_not_failed(send, campaign_id):
+    subs = send.subscribers(100)
+    throttled = [s["id"] for s in subs[:5]]
+    # more 429s than one batch retries (4 attempts): the rest of the chain goes on, the
+    # five are carried with the cursor and delivered by a later batch
+    send.cloud.push_admin(
+        "POST",
+        "/_admin/faults",
+        {"rules": [{"status": 429, "retry_after": 0, "times": 6, "subscribers": throttled}]},
+    )
+    etag = send.drop_audience(f"{campaign_id}.json", demo_campaign(campaign_id), subs)
+    view = send.wait_run(f"{campaign_id}.json", etag)
+    assert view.state == "done", view
+    assert view.counts["sent"] == 100 and view.counts["failed"] == 0
+    got = _receptions(send, campaign_id)
+    assert set(got) == {s["id"] for s in subs} and set(got.values()) == {1}
+
+
 def test_a_malformed_file_is_rejected_with_a_reason_and_nothing_is_sent(send, campaign_id):
     subs = send.subscribers(50)
     good = json.dumps(

@@ -94,6 +94,7 @@ def drive(
             config,
             remaining,
             request_id=f"req-{invocations}",
+            sleep=lambda s: None,
         )
         invocations += 1
     return invocations

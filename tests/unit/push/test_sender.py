@@ -374,10 +374,10 @@ def test_a_waiting_retry_does_not_hold_up_the_batch(push, make_sender) -> None:
     assert first.at < min(others) and max(others) < second.at
 
 
-def test_503_is_retried_then_fails_with_the_reason(push, make_sender) -> None:
+def test_503_is_retried_then_deferred_with_the_reason(push, make_sender) -> None:
     push.scripts["down"] = [Reply(503, body="maintenance")] * 5
     [result] = make_sender().send([message(push, "down")])
-    assert result.outcome is Outcome.FAILED
+    assert result.outcome is Outcome.DEFERRED  # transient: the caller carries it
     assert result.status == 503
     assert result.attempts == 3
     assert result.reason == (
@@ -392,12 +392,12 @@ def test_503_then_201_is_sent(push, make_sender) -> None:
     assert (result.outcome, result.attempts) == (Outcome.SENT, 3)
 
 
-def test_retry_after_longer_than_allowed_fails_without_waiting(push, make_sender) -> None:
+def test_retry_after_longer_than_allowed_defers_without_waiting(push, make_sender) -> None:
     push.scripts["later"] = [Reply(429, {"Retry-After": "3600"})]
     started = time.monotonic()
     [result] = make_sender().send([message(push, "later")])
     assert time.monotonic() - started < 60  # it did not sit out the hour
-    assert result.outcome is Outcome.FAILED
+    assert result.outcome is Outcome.DEFERRED  # transient: the caller carries it
     assert result.reason is not None and "3600s" in result.reason
     assert len(push.requests_to("later")) == 1
 
@@ -409,10 +409,10 @@ def test_a_timeout_is_retried(push, make_sender) -> None:
     assert [r.plaintext for r in push.requests_to("hang")] == [b"late", b"late"]
 
 
-def test_timeouts_exhaust_into_a_failure(push, make_sender) -> None:
+def test_timeouts_exhaust_into_a_deferral(push, make_sender) -> None:
     push.scripts["dead"] = [Reply(201, delay_s=1.0)] * 3
     [result] = make_sender(timeout_s=0.1).send([message(push, "dead")])
-    assert result.outcome is Outcome.FAILED
+    assert result.outcome is Outcome.DEFERRED  # transient: the caller carries it
     assert result.status is None
     assert result.attempts == 3
     assert result.reason is not None and "timeout" in result.reason
@@ -428,7 +428,7 @@ def test_a_dropped_connection_is_retried_at_once(push, make_sender) -> None:
     assert second.plaintext == b"hello"
 
 
-def test_connection_refused_is_retried_then_fails(push, make_sender) -> None:
+def test_connection_refused_is_retried_then_deferred(push, make_sender) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -436,18 +436,18 @@ def test_connection_refused_is_retried_then_fails(push, make_sender) -> None:
     msg = PushMessage("r-x", f"http://127.0.0.1:{port}/push/x", sub.p256dh, sub.auth, b"x")
     policy = EndpointPolicy.from_settings(origins=[f"http://127.0.0.1:{port}"])
     [result] = make_sender(policy=policy).send([msg])
-    assert result.outcome is Outcome.FAILED
+    assert result.outcome is Outcome.DEFERRED  # transient: the caller carries it
     assert result.attempts == 3
     assert result.reason is not None and "connection error" in result.reason
 
 
-def test_budget_stops_retrying_when_the_batch_is_out_of_time(push, make_sender) -> None:
+def test_budget_stops_retrying_and_defers_when_the_batch_is_out_of_time(push, make_sender) -> None:
     push.scripts["tight"] = [Reply(503, {"Retry-After": "20"})]
     patient = RetryPolicy(max_attempts=5, max_delay_s=60, max_total_wait_s=120)
     started = time.monotonic()
     [result] = make_sender(retry=patient).send([message(push, "tight")], budget_s=2)
     assert time.monotonic() - started < 15  # gave up instead of waiting the 20 s
-    assert result.outcome is Outcome.FAILED
+    assert result.outcome is Outcome.DEFERRED  # transient: the caller carries it
     assert result.reason is not None and "out of time" in result.reason
     assert len(push.requests_to("tight")) == 1
 
