@@ -29,6 +29,7 @@ KEYS = {
     "apiRateLimit": "api_rate_limit",
     "apiBurstLimit": "api_burst_limit",
     "logRetentionDays": "log_retention_days",
+    "pushHosts": "push_hosts",
 }
 
 
@@ -46,6 +47,8 @@ class DeployConfig(BaseModel):
     api_rate_limit: int = Field(default=2000, ge=1, le=10_000)  # steady requests/second
     api_burst_limit: int = Field(default=5000, ge=1, le=10_000)
     log_retention_days: int = 30
+    # push-service domains endpoints may use beyond the browsers' (pushpipe/push/endpoints)
+    push_hosts: tuple[str, ...] = ()
 
     @field_validator("approver_emails")
     @classmethod
@@ -77,6 +80,14 @@ class DeployConfig(BaseModel):
             raise ValueError(f"tenant ids must match {_TENANT.pattern}, got {bad}")
         return value
 
+    @field_validator("push_hosts")
+    @classmethod
+    def _push_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not _DOMAIN.match(v)]
+        if bad:
+            raise ValueError(f"push hosts must be domain names, got {bad}")
+        return tuple(v.lower() for v in value)
+
     @field_validator("log_retention_days")
     @classmethod
     def _retention(cls, value: int) -> int:
@@ -102,7 +113,7 @@ class DeployConfig(BaseModel):
             value = get(PREFIX + key)
             if value is None or value == "":
                 continue
-            if name in {"approver_emails", "tenants"}:
+            if name in {"approver_emails", "tenants", "push_hosts"}:
                 value = _as_list(value)
             raw[name] = value
         try:

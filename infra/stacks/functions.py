@@ -108,6 +108,7 @@ def deploy_settings(config: DeployConfig) -> dict[str, str]:
     return {
         t.ENV_VAPID_SUBJECT: config.vapid_subject,
         t.ENV_APPROVER_EMAILS: ",".join(config.approver_emails),
+        t.ENV_PUSH_HOSTS: ",".join(config.push_hosts),
     }
 
 

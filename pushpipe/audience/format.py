@@ -274,10 +274,7 @@ def read_header(stream: IO[bytes]) -> CampaignHeader:
         raise AudienceRejected(f"the audience file is not valid JSON: {exc}") from exc
     if reader.builder is None or not reader.done:
         raise AudienceRejected("the audience file has no campaign header")
-    header = CampaignHeader.parse(reader.builder.value)
-    if "format" not in reader.seen:
-        raise AudienceRejected(f"the audience file has no format (it must be {FORMAT!r})")
-    return header
+    return CampaignHeader.parse(reader.builder.value)  # ``format`` is optional
 
 
 def iter_recipients(

@@ -27,6 +27,7 @@ PARAMETERS = {
     "pushpipe:sesIdentity": "example.com",
     "pushpipe:tenants": "acme,globex",
     "pushpipe:alarmEmail": "oncall@example.com",
+    "pushpipe:pushHosts": "push.example.com",
 }
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")

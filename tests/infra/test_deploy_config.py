@@ -46,11 +46,22 @@ def test_missing_parameters_are_listed_with_the_flag_to_pass():
         ("pushpipe:tenants", "Acme Corp", "tenant ids must match"),
         ("pushpipe:logRetentionDays", 42, "retention must be one of"),
         ("pushpipe:stackName", "9lives", "stackName"),
+        ("pushpipe:pushHosts", "http://push.example.com", "push hosts must be domain names"),
     ],
 )
 def test_invalid_parameters_name_the_key(key, value, expected):
     with pytest.raises(ConfigError, match=expected):
         _config(**{key: value})
+
+
+def test_push_hosts_are_optional_and_lists():
+    assert _config().push_hosts == ()
+    assert _config(
+        **{"pushpipe:pushHosts": "Push.Example.com, eu.push.example.net"}
+    ).push_hosts == (
+        "push.example.com",
+        "eu.push.example.net",
+    )
 
 
 def test_app_refuses_to_synthesize_without_parameters():

@@ -114,6 +114,14 @@ def test_deploy_parameters_replace_topology_defaults(synth):
     assert env[t.ENV_VAPID_SUBJECT] == "mailto:ops@example.com"
 
 
+def test_every_function_that_pushes_or_takes_subscriptions_knows_the_deploys_push_hosts(synth):
+    functions = _functions(synth)
+    for name in ("send_batch", "ping_handler", "approval"):
+        env = functions[name]["Environment"]["Variables"]
+        assert env[t.ENV_PUSH_HOSTS] == "push.example.com", name
+        assert t.ENV_PUSH_ORIGINS_ALLOWED not in env  # only the local cloud sets it
+
+
 def test_send_batch_ping_url_is_the_http_api_pings_route(synth):
     env = _functions(synth)["send_batch"]["Environment"]["Variables"]
     api = _logical_id(synth, "AWS::ApiGatewayV2::Api", Name=f"{STACK}-api")
