@@ -60,6 +60,7 @@ class RunLedger(Protocol):
         total: int,
         malformed: int,
         cursor_base: Cursor,
+        rejections: dict[str, int] | None = None,
     ) -> None: ...
 
     def run_header(self, run_id: str) -> dict | None: ...

@@ -48,6 +48,13 @@ def assignments(fields: Mapping[str, Any], tag: str = "f") -> tuple[str, dict, d
     return ", ".join(parts), names, values
 
 
+def _rejections(text: str | None) -> dict[str, int]:
+    try:
+        return {str(k): int(v) for k, v in json.loads(text or "{}").items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
 class RunTable:
     """DynamoDB access to runs and chain cursors (table keys ``pk``/``sk``)."""
 
@@ -174,6 +181,7 @@ class RunTable:
             malformed=int(head.get("malformed", 0)),
             created_at=int(head.get("created_at", 0)),
             header=head.get("header"),
+            rejections=_rejections(head.get("rejections")),
             chain_states=[self._chain_state(i) for i in items if i["sk"].startswith("CHAIN#")],
         )
 

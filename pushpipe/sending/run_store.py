@@ -97,8 +97,10 @@ class RunStore(RunTable):
         total: int,
         malformed: int,
         cursor_base: Cursor,
+        rejections: dict[str, int] | None = None,
     ) -> None:
-        """Admission passed: write every chain cursor, then mark the run running."""
+        """Admission passed: write every chain cursor, then mark the run running.
+        ``rejections``: why recipients were rejected (reason -> count, the top ones)."""
         now = int(self.clock() * 1000)
         expires = int(self.clock()) + RUN_TTL_S
         for chain in range(chains):
@@ -138,6 +140,7 @@ class RunStore(RunTable):
                 "chains": chains,
                 "total": total,
                 "malformed": malformed,
+                "rejections": json.dumps(rejections or {}, ensure_ascii=False)[:20_000],
                 "updated_at": now,
             }
         )

@@ -93,6 +93,7 @@ class RunView:
     created_at: int
     header: str | None = None
     chain_states: list[ChainState] = field(default_factory=list)
+    rejections: dict[str, int] = field(default_factory=dict)  # why, how many (top reasons)
 
     @property
     def counts(self) -> dict[str, int]:

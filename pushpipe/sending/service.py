@@ -172,6 +172,7 @@ def _start(
             total=stats.total,
             malformed=stats.malformed,
             cursor_base=base,
+            rejections=dict(sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:10]),
         )
     except StoreError as exc:
         if exc.code != "ValidationException":  # e.g. an item over 400 KB: the content's

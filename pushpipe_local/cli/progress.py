@@ -27,17 +27,45 @@ def wait_for_run(store: RunStore, bucket: str, key: str, etag: str, timeout_s: f
     raise TimeoutError(f"no send started for s3://{bucket}/{key} within {timeout_s:.0f} s")
 
 
+class RunStalled(Exception):
+    def __init__(self, view: RunView, stall_s: float) -> None:
+        super().__init__(
+            f"run {view.run_id} ({view.state}) made no progress for {stall_s:.0f} s: "
+            f"{view.processed:,} of {view.total:,} done, {view.carried:,} waiting for "
+            "their push service; `pushpipe status` shows it later"
+        )
+        self.view = view
+
+
+def why_lines(view: RunView) -> list[str]:
+    """What a user reads after a send: the run's reason, then the top reasons recipients
+    were rejected, failed or are still waiting."""
+    lines = []
+    if view.state != "done" and view.reason:
+        lines.append(f"{view.state}: {view.reason}")
+    if view.rejections:
+        lines.append(f"{view.counts.get('rejected', 0) or view.malformed:,} recipients rejected:")
+        lines += [f"  {n:>8,}  {why}" for why, n in view.rejections.items()]
+    if view.carried:
+        lines.append(f"{view.carried:,} recipients waiting for their push service (carried)")
+    return lines
+
+
 def follow(
     store: RunStore,
     run_id: str,
     console: Console | None = None,
     timeout_s: float = 3600,
     show: bool = True,
+    stall_s: float = 180,
 ) -> RunView:
-    """Poll the run until it reaches a final state, drawing a progress bar."""
+    """Poll the run until it reaches a final state, drawing a progress bar. Stops with
+    ``RunStalled`` when the run made no progress for ``stall_s`` (nothing sent, no cursor
+    moved): a run that cannot finish is not waited on."""
     console = console or Console()
     end = time.time() + timeout_s
     view = store.view(run_id)
+    last, moved_at = None, time.time()
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -65,6 +93,11 @@ def follow(
                 )
                 if view.state in FINAL_STATES:
                     break
+                mark = (view.state, view.processed, view.carried, tuple(c.values()))
+                if mark != last:
+                    last, moved_at = mark, time.time()
+                elif time.time() - moved_at > stall_s:
+                    raise RunStalled(view, stall_s)
             time.sleep(0.2)
     if view is None:
         raise TimeoutError(f"run {run_id} not found")

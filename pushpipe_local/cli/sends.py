@@ -11,7 +11,7 @@ from rich.console import Console
 
 from pushpipe import topology as t
 from pushpipe.sending.run_store import RunStore
-from pushpipe_local.cli.progress import follow, run_table, wait_for_run
+from pushpipe_local.cli.progress import RunStalled, follow, run_table, wait_for_run, why_lines
 from pushpipe_local.cli.session import require_running
 from pushpipe_local.cloud.cloud import physical_name
 
@@ -30,10 +30,16 @@ def cmd_send(args: argparse.Namespace) -> int:
         etag = ep.client("s3").put_object(Bucket=bucket, Key=key, Body=f)["ETag"].strip('"')
     console.print(f"uploaded s3://{bucket}/{key}")
     store = RunStore(physical_name("table", "runs"), client=ep.client("dynamodb"))
-    view = follow(store, wait_for_run(store, bucket, key, etag), console)
+    try:
+        view = follow(store, wait_for_run(store, bucket, key, etag), console)
+    except RunStalled as stalled:
+        console.print(f"[red]{stalled}[/red]")
+        view = stalled.view
     console.print(run_table([view]))
-    if view.state == "rejected":
-        console.print(f"[red]rejected: {view.reason}[/red]")
+    for line in why_lines(view):
+        console.print(line, style="red" if view.state != "done" else None)
+    if view.state == "done" and view.counts["sent"] == 0 and view.total:
+        console.print("[red]nothing was sent[/red]")
         return 1
     return 0 if view.state == "done" else 1
 
@@ -46,6 +52,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print(f"no runs for campaign {args.campaign!r}")
         return 1
     console.print(run_table(views))
+    for view in views:
+        lines = why_lines(view)
+        if lines:
+            console.print(f"[bold]{view.run_id[:8]}[/bold]")
+            for line in lines:
+                console.print(line)
     return 0
 
 
