@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
+from pushpipe import topology as t
 from pushpipe.push.endpoints import BROWSERS_ONLY, EndpointPolicy, deployed_policy
 from pushpipe.push.models import PushMessage, SendResult
 from pushpipe.sending.runs import ChainState, Cursor
@@ -93,6 +94,8 @@ class RunLedger(Protocol):
 
     def finish_run_if_done(self, run_id: str) -> str | None: ...
 
+    def stale_admissions(self, older_than_ms: int) -> list[str]: ...
+
     def stalled_chains(self, grace_ms: int, index: str = ...) -> list[Cursor]: ...
 
 
@@ -115,6 +118,11 @@ class SendConfig:
     audience_prefix: str = _default("audience_prefix")
     sweep_grace_ms: int = _default("sweep_grace_ms")
     endpoint_policy: EndpointPolicy = BROWSERS_ONLY  # where pushes may go
+    # an admission still unfinished this long after its lease lapsed has no retry left
+    # (the audience queue redelivers for visibility x receives): the sweeper fails it
+    admission_stale_ms: int = (
+        t.AUDIENCE_QUEUE.visibility_timeout_s * t.AUDIENCE_QUEUE.max_receive_count * 1000
+    )
     # a chain with only carried recipients left waits this long times their carries
     carry_pause_s: float = 1.0
 

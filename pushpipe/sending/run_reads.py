@@ -16,6 +16,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from pushpipe.sending.runs import (
+    ADMITTING,
     COUNT_FIELDS,
     RUNNING,
     ChainState,
@@ -108,6 +109,28 @@ class RunTable:
             carry=json.loads(item["carry"]) if item.get("carry") else [],
         )
 
+    def stale_admissions(self, older_than_ms: int, index: str = "active") -> list[str]:
+        """Runs still admitting ``older_than_ms`` after their admission lease lapsed: the
+        admitting invocation died and its event was retried and given up."""
+        before = int(self.clock() * 1000) - older_than_ms
+        out: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "KeyConditionExpression": "active = :a",
+            "FilterExpression": "sk = :h AND #s = :adm AND lease_until < :before",
+            "ExpressionAttributeNames": {"#s": "state"},
+            "ExpressionAttributeValues": item_of(
+                {":a": "1", ":h": "HEADER", ":adm": ADMITTING, ":before": before}
+            ),
+        }
+        while True:
+            page = self._call("query", **kwargs)
+            out += [plain_of(i)["run_id"] for i in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def stalled_chains(self, grace_ms: int, index: str = "active") -> list[Cursor]:
         """Running chains whose lease lapsed more than ``grace_ms`` ago: their invocation
         died, or the hand-off to the next one was lost."""
@@ -132,6 +155,8 @@ class RunTable:
                 if "Item" not in full:
                     continue
                 item = plain_of(full["Item"])
+                if item["sk"] == "HEADER":
+                    continue  # an admission: ``stale_admissions``
                 if item.get("state") == RUNNING and int(item.get("lease_until", 0)) < now:
                     out.append(
                         Cursor(

@@ -45,6 +45,7 @@ class RunStore(RunTable):
                     "key": key,
                     "etag": etag,
                     "state": ADMITTING,
+                    "active": "1",  # the sweeper finds an admission that never ended
                     "lease_until": now + lease_ms,
                     "created_at": now,
                     "expires_at": int(self.clock()) + RUN_TTL_S,
@@ -79,7 +80,7 @@ class RunStore(RunTable):
             "update_item",
             TableName=self.table,
             Key=self._run_key(run_id),
-            UpdateExpression=f"SET {sets}",
+            UpdateExpression=f"SET {sets} REMOVE active",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=item_of(values),
         )
@@ -148,7 +149,7 @@ class RunStore(RunTable):
             "update_item",
             TableName=self.table,
             Key=self._run_key(run_id),
-            UpdateExpression=f"SET {sets}",
+            UpdateExpression=f"SET {sets} REMOVE active",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=item_of(values),
         )
@@ -202,7 +203,7 @@ class RunStore(RunTable):
             "update_item",
             TableName=self.table,
             Key=self._run_key(run_id),
-            UpdateExpression="SET #s = :s, #r = :r, updated_at = :u",
+            UpdateExpression="SET #s = :s, #r = :r, updated_at = :u REMOVE active",
             ConditionExpression="#s IN (:run, :adm)",
             ExpressionAttributeNames={"#s": "state", "#r": "reason"},
             ExpressionAttributeValues=item_of(

@@ -384,10 +384,18 @@ def _hand_off(leg: _Leg, result: ChainResult) -> ChainResult:
 # Sweeper
 # ---------------------------------------------------------------------------------------
 def sweep(ports: SendPorts, config: SendConfig) -> list[Cursor]:
-    """Re-invoke every running chain whose owner died (lease lapsed, no hand-off).
+    """Re-invoke every running chain whose owner died (lease lapsed, no hand-off), and
+    fail every admission that can no longer finish (its event's retries are over).
 
     A chain whose hand-off is merely slow gets a second invocation; the lease lets only
     one of the two run it."""
+    for run_id in ports.runs.stale_admissions(config.admission_stale_ms):
+        reason = (
+            "admission did not finish: the audience event was retried and given up (see "
+            "the audience queue's dead-letter queue); drop the file again to send it"
+        )
+        ports.runs.abort_run(run_id, reason, state=FAILED)
+        logger.error("stale admission failed", extra={"run_id": run_id})
     stalled = ports.runs.stalled_chains(config.sweep_grace_ms)
     for cursor in stalled:
         logger.warning("resuming a stalled chain", extra=cursor.__dict__)

@@ -251,3 +251,22 @@ def test_any_bytes_end_rejected_with_a_reason(world, body):
     result, head = _admit(world, body)
     assert result.status == "rejected" and result.reason
     assert head["state"] == "rejected"
+
+
+def test_an_admission_that_died_and_whose_retries_are_over_is_failed_by_the_sweeper(world):
+    from pushpipe.sending.service import sweep
+
+    ports, clock, _ = world
+    run_id = "deadbeefdeadbeef0000"
+    assert ports.runs.claim_run(run_id, BUCKET, "audiences/lost.json", "e", lease_ms=900_000)
+    config = SendConfig()
+    clock.now += 900 + 60  # the lease lapsed, but SQS may still redeliver: leave it
+    assert sweep(ports, config) == []
+    assert ports.runs.run_header(run_id)["state"] == "admitting"
+    clock.now += config.admission_stale_ms / 1000  # every redelivery is over
+    sweep(ports, config)
+    head = ports.runs.run_header(run_id)
+    assert head["state"] == "failed" and "admission did not finish" in head["reason"]
+    assert ports.runs.stale_admissions(0) == []  # once
+    clock.now += 3600
+    assert not ports.runs.claim_run(run_id, BUCKET, "audiences/lost.json", "e", 900_000)
