@@ -6,6 +6,9 @@
  *
  * The payload (JSON) is what the send path builds:
  *   {nid, campaign, variant, title, body, url, icon, ping: {url, token}}
+ * or, for a campaign with "declarative": true, the Declarative Web Push shape
+ *   {web_push: 8030, notification: {title, body, navigate, icon, lang, tag, data: {...}},
+ *    mutable: true}
  *
  * Pings are fire-and-forget: one small POST with `keepalive` so it survives the worker
  * being stopped, sent as text/plain so the browser needs no CORS preflight. The browser
@@ -35,10 +38,23 @@ function ping(data, type) {
     .finally(() => timer && clearTimeout(timer));
 }
 
+// Declarative Web Push (web_push: 8030; Safari 18.4+, the W3C Push API draft): the
+// browser could show it without us; with mutable: true this worker runs, shows it and
+// pings delivery. Our fields travel in notification.data. Returns the flat shape.
+function flat(raw) {
+  if (!raw || raw.web_push !== 8030 || typeof raw.notification !== 'object') return raw;
+  const n = raw.notification || {};
+  const d = (n.data && typeof n.data === 'object') ? n.data : {};
+  return {
+    nid: d.nid, campaign: d.campaign, variant: d.variant, ping: d.ping,
+    title: n.title, body: n.body, icon: n.icon, url: n.navigate,
+  };
+}
+
 function readPayload(event) {
   if (!event.data) return null;
   try {
-    return event.data.json();
+    return flat(event.data.json());
   } catch (e) {
     return null; // not ours (or not JSON): nothing to show or count
   }

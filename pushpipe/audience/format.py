@@ -79,6 +79,7 @@ class CampaignHeader:
     control_percent: float = 0.0
     countries: frozenset[str] = field(default_factory=frozenset)
     dry_run: bool = False
+    declarative: bool = False  # the Declarative Web Push shape (payloads.declarative)
 
     @classmethod
     def parse(cls, raw: Any) -> CampaignHeader:
@@ -128,6 +129,7 @@ class CampaignHeader:
             control_percent=control,
             countries=frozenset(raw.get("countries", ())),
             dry_run=bool(raw.get("dry_run", False)),
+            declarative=bool(raw.get("declarative", False)),
         )
 
 

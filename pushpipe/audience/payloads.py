@@ -68,6 +68,8 @@ class PayloadBuilder:
             **self._message(variant, recipient.language),
             "ping": {"url": self.ping_url, "token": token},
         }
+        if self.header.declarative:
+            body = declarative(body, recipient.language)
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
     def worst_case_size(self) -> tuple[int, str]:
@@ -97,6 +99,36 @@ class PayloadBuilder:
                 f"the push payload is {size} bytes for {where}; Web Push allows at most "
                 f"{MAX_PLAINTEXT} bytes of plaintext (aes128gcm): shorten title/body/url"
             )
+
+
+def declarative(body: dict, language: str | None = None) -> dict:
+    """The Declarative Web Push shape of a payload (WebKit, Safari 18.4+; the W3C Push
+    API draft): the browser shows ``notification`` itself, even without a service
+    worker; ``mutable: true`` lets sw.js still run, show it and ping delivery. Our fields
+    travel in ``notification.data``."""
+    notification: dict = {"title": body["title"], "navigate": body.get("url", "/")}
+    for ours, theirs in (("body", "body"), ("icon", "icon")):
+        if body.get(ours):
+            notification[theirs] = body[ours]
+    if language:
+        notification["lang"] = language
+    notification["tag"] = body["nid"]  # a resent duplicate replaces, not stacks
+    notification["data"] = {k: body[k] for k in ("nid", "campaign", "variant", "ping")}
+    return {"web_push": 8030, "notification": notification, "mutable": True}
+
+
+def flat(payload: dict) -> dict:
+    """Either shape as the flat one (nid, campaign, variant, title, body, url, icon, ping):
+    what sw.js does first, and the local cloud's browsers too."""
+    if payload.get("web_push") != 8030 or not isinstance(payload.get("notification"), dict):
+        return payload
+    n = payload["notification"]
+    data = n.get("data") if isinstance(n.get("data"), dict) else {}
+    out = {**data, "title": n.get("title"), "url": n.get("navigate")}
+    for k in ("body", "icon"):
+        if n.get(k):
+            out[k] = n[k]
+    return out
 
 
 def _as_dict(r: Recipient) -> dict:

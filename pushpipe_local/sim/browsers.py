@@ -24,6 +24,8 @@ from typing import Any
 
 import requests
 
+from pushpipe.audience.payloads import flat
+
 DELIVERED_RATE = 0.30
 CLICK_RATE = 0.05  # of the pushes that pinged delivered
 CLOSE_RATE = 0.20  # of the delivered ones not clicked
@@ -66,14 +68,15 @@ class BrowserStats:
 
 def _payload_of(record: dict[str, Any]) -> dict[str, Any] | None:
     """A delivery's decrypted payload as a dict (it is JSON text when sw.js would parse
-    it), or None if it is not a JSON object."""
+    it), flat whichever shape it was sent in (declarative too), or None if it is not a
+    JSON object."""
     payload = record.get("payload")
     if isinstance(payload, str):
         try:
             payload = json.loads(payload)
         except ValueError:
             return None
-    return payload if isinstance(payload, dict) else None
+    return flat(payload) if isinstance(payload, dict) else None
 
 
 def _ping_target(record: dict[str, Any]) -> tuple[dict[str, Any], str, str] | None:

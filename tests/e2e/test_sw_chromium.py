@@ -75,9 +75,13 @@ def shop():
     server.shutdown()
 
 
-def test_a_push_delivered_by_cdp_is_shown_and_pinged(local_api, shop):
+@pytest.mark.parametrize("shape", ["flat", "declarative"])
+def test_a_push_delivered_by_cdp_is_shown_and_pinged(local_api, shop, shape):
+    """Both payload shapes: the flat one, and Declarative Web Push (web_push: 8030,
+    mutable) that Safari 18.4+ could show by itself; sw.js shows and pings either."""
     from playwright.sync_api import sync_playwright
 
+    from pushpipe.audience.payloads import declarative
     from tests.support.pings import read_stream, token
 
     p, api_url, seen = local_api
@@ -92,6 +96,9 @@ def test_a_push_delivered_by_cdp_is_shown_and_pinged(local_api, shop):
         "icon": None,
         "ping": {"url": f"{api_url}/v1/pings", "token": tok},
     }
+    if shape == "declarative":
+        payload = declarative(payload, "de")
+        assert payload["web_push"] == 8030 and payload["mutable"] is True
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         try:

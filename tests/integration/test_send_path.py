@@ -168,6 +168,23 @@ def test_throttling_that_outlasts_a_batch_is_carried_not_failed(send, campaign_i
     assert set(got) == {s["id"] for s in subs} and set(got.values()) == {1}
 
 
+def test_a_declarative_campaign_is_delivered_in_the_declarative_shape(send, campaign_id):
+    subs = send.subscribers(50)
+    campaign = {**demo_campaign(campaign_id), "declarative": True}
+    etag = send.drop_audience(f"{campaign_id}.json", campaign, subs)
+    view = send.wait_run(f"{campaign_id}.json", etag)
+    assert view.state == "done" and view.counts["sent"] == 50
+    mine = [
+        r["payload"]
+        for r in send.received()
+        if isinstance(r["payload"], dict)
+        and r["payload"].get("notification", {}).get("data", {}).get("campaign") == campaign_id
+    ]
+    assert len(mine) == 50
+    assert all(p["web_push"] == 8030 and p["mutable"] is True for p in mine)
+    assert all(p["notification"]["navigate"].startswith("https://shop.example/") for p in mine)
+
+
 def test_a_malformed_file_is_rejected_with_a_reason_and_nothing_is_sent(send, campaign_id):
     subs = send.subscribers(50)
     good = json.dumps(

@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pushpipe.audience.format import CampaignHeader, Recipient, Variant, check_recipient
-from pushpipe.audience.payloads import PayloadBuilder
+from pushpipe.audience.payloads import PayloadBuilder, flat
 from pushpipe.audience.variants import assign
 from pushpipe.push.models import MAX_PLAINTEXT
 from pushpipe.shared import tokens
@@ -146,3 +146,25 @@ def test_no_admitted_subscriber_id_makes_a_payload_larger_than_the_admission_che
     worst, _ = builder.worst_case_size()
     recipient = Recipient(0, rid, SUB["endpoint"], "p", "a", language, None)
     assert len(builder.build(recipient, variant)) <= worst
+
+
+def test_a_declarative_campaign_sends_the_declarative_web_push_shape():
+    header = CampaignHeader.parse({**demo_campaign("c1"), "declarative": True})
+    builder = PayloadBuilder(header, KEYS, "https://api.example/v1/pings")
+    r = Recipient(0, "s1", SUB["endpoint"], "p", "a", "de", "DE")
+    payload = json.loads(builder.build(r, "default"))
+    assert payload["web_push"] == 8030 and payload["mutable"] is True
+    n = payload["notification"]
+    assert n["title"] == "Frühlingsangebot: 20% Rabatt" and n["lang"] == "de"
+    assert n["navigate"] == "https://shop.example/spring"
+    assert n["data"]["ping"]["token"].startswith("v1.") and n["tag"] == n["data"]["nid"]
+    # what sw.js reads first: the flat shape, the same fields as a plain campaign's
+    plain = json.loads(
+        PayloadBuilder(
+            CampaignHeader.parse(demo_campaign("c1")), KEYS, "https://api.example/v1/pings"
+        ).build(r, "default")
+    )
+    flat_one = flat(payload)
+    for k in ("nid", "campaign", "variant", "title", "body", "url", "icon"):
+        assert flat_one[k] == plain[k], k
+    assert builder.worst_case_size()[0] >= len(builder.build(r, "default"))
