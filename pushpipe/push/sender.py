@@ -39,6 +39,7 @@ from pushpipe.push.models import (
     PushMessage,
     SendResult,
 )
+from pushpipe.push.origins import OriginGates
 from pushpipe.push.outcomes import (
     Disposition,
     RetryPolicy,
@@ -123,6 +124,7 @@ class WebPushSender:
         self.limit_per_host = limit_per_host or concurrency
         self.keepalive_s = keepalive_s
         self.policy = policy
+        self.gates = OriginGates()  # per origin: throttle and circuit, for the sender's life
         self._dns = dns
         self._rng = rng or random.Random()
         self._loop_factory = loop_factory

@@ -19,7 +19,7 @@ from aiohttp.payload import BytesPayload
 from yarl import URL
 
 from pushpipe.push.models import Outcome, PushMessage, SendResult
-from pushpipe.push.outcomes import Disposition, GiveUp, retry_delay
+from pushpipe.push.outcomes import Disposition, GiveUp, Verdict, retry_delay
 
 
 class Invalid(Exception):
@@ -128,8 +128,12 @@ class Batch:
                     rid, Outcome.FAILED, None, str(exc), job.attempts
                 )
                 return
+        if not self._origin_allows(job):
+            return
+        origin = job.prepared.origin
         job.attempts += 1
         verdict = await sender._post(self.session, job.prepared, self.deadline)
+        self._tell_gate(origin, verdict)
         disposition = verdict.disposition
         if disposition is not Disposition.RETRY:
             outcome = _OUTCOMES[disposition]
@@ -154,6 +158,41 @@ class Batch:
         job.waited_s += delay
         job.timer = self.loop.call_later(delay, self._unpark, job)
         self.parked.add(job.timer)
+
+    def _origin_allows(self, job: _Job) -> bool:
+        """False if the job's origin holds it back: deferred (open circuit, or a throttle
+        that outlasts the batch) or parked until the throttle ends."""
+        gates = self.sender.gates
+        assert job.prepared is not None
+        origin = job.prepared.origin
+        rid = job.message.recipient_id
+        refused = gates.refusal(origin)
+        if refused is None:
+            wait = gates.wait_s(origin)
+            if wait <= 0:
+                return True
+            too_long = wait > self.sender.retry.max_delay_s or (
+                self.deadline is not None and time.monotonic() + wait >= self.deadline
+            )
+            if not too_long:
+                job.timer = self.loop.call_later(wait, self._unpark, job)
+                self.parked.add(job.timer)
+                return False
+            refused = f"{origin} is throttling: the next request may go in {wait:.0f} s"
+        self.results[job.index] = SendResult(rid, Outcome.DEFERRED, None, refused, job.attempts)
+        return False
+
+    def _tell_gate(self, origin: str, verdict: Verdict) -> None:
+        gates = self.sender.gates
+        if verdict.status in (406, 429):
+            backoff = self.sender.retry.base_delay_s * 2 ** min(6, gates.gate(origin).throttles)
+            ra = verdict.retry_after_s
+            gates.throttled(origin, ra if ra is not None else min(backoff, 10.0))
+        elif verdict.disposition is Disposition.RETRY:  # 5xx, timeouts, connection errors
+            if verdict.reason != "out of time for the batch":
+                gates.failed(origin)
+        else:
+            gates.succeeded(origin)
 
 
 _OUTCOMES = {

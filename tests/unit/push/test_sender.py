@@ -738,3 +738,43 @@ def test_dns_that_answers_a_private_address_is_refused_at_connect_time(
     assert (
         result.reason is not None and "endpoint refused" in result.reason and why in result.reason
     )
+
+
+# ------------------------------------------------------------------ per origin
+
+
+def test_a_429_holds_back_the_whole_origin_not_just_its_message(push, make_sender) -> None:
+    push.scripts["o-first"] = [Reply(429, {"Retry-After": "1"})]
+    msgs = [message(push, "o-first"), *(message(push, f"o-{i}") for i in range(6))]
+    results = make_sender(concurrency=1).send(msgs)
+    assert [r.outcome for r in results] == [Outcome.SENT] * 7
+    first_429 = min(r.at for r in push.received if r.path.endswith("/o-first"))
+    others = [r.at for r in push.received if not r.path.endswith("/o-first")]
+    # nobody else asked the origin again before its Retry-After had passed
+    assert len(others) == 6 and min(others) - first_429 >= 0.95
+    assert len(push.received) == 8  # one 429, then each message once
+
+
+def test_repeated_server_errors_open_a_circuit_for_that_origin_only(
+    push, signer, local_policy
+) -> None:
+    from pushpipe.push.origins import FAILURES_TO_OPEN
+
+    other = PushService()
+    try:
+        policy = EndpointPolicy.from_settings(origins=[push.origin(), other.origin()])
+        down = [f"down{i}" for i in range(FAILURES_TO_OPEN + 15)]
+        for sid in down:
+            push.scripts[sid] = [Reply(503)] * 10
+        msgs = [message(push, sid) for sid in down] + [message(other, f"up{i}") for i in range(5)]
+        with WebPushSender(signer, concurrency=1, retry=FAST_RETRY, policy=policy) as sender:
+            results = sender.send(msgs)
+        by_id = {r.recipient_id: r for r in results}
+        assert all(by_id[f"r-up{i}"].outcome is Outcome.SENT for i in range(5))
+        deferred = [by_id[f"r-{sid}"] for sid in down]
+        assert all(r.outcome is Outcome.DEFERRED for r in deferred)  # carried, not failed
+        assert any("circuit open" in (r.reason or "") for r in deferred)
+        # the open circuit spared the failing origin most of the requests
+        assert len(push.received) < len(down) * FAST_RETRY.max_attempts
+    finally:
+        other.stop()
