@@ -41,6 +41,7 @@ import pywebpush
 from py_vapid import Vapid02
 
 from pushpipe.audience import format as audience
+from pushpipe.push.endpoints import EndpointPolicy
 from pushpipe.push.models import PushMessage
 from pushpipe.push.sender import WebPushSender
 from pushpipe.push.vapid import VapidSigner, generate_vapid_keypair
@@ -93,7 +94,9 @@ def sender_rates(n_ours: int, n_naive: int, n_floor: int) -> dict:
             private_pem, _public = generate_vapid_keypair()
             # ours
             sender = WebPushSender(
-                VapidSigner(private_pem, "mailto:bench@example.com"), concurrency=200
+                VapidSigner(private_pem, "mailto:bench@example.com"),
+                concurrency=200,
+                policy=EndpointPolicy.from_settings(origins=[push.url]),  # the local service
             )
             sender.send(_messages(subs, 200))  # warm the pool, like a warm container
             msgs = _messages(subs, n_ours)

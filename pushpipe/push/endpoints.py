@@ -47,6 +47,7 @@ BROWSER_PUSH_SERVICES: dict[str, str] = {
     "push.apple.com": "Safari on macOS and iOS (web.push.apple.com)",
 }
 
+_UNKNOWN: Any = object()
 _URL_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 _IPV4_NUMERIC = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
@@ -118,24 +119,33 @@ class EndpointPolicy:
 
     def refusal(self, endpoint: Any) -> str | None:
         """Why a push may not go to ``endpoint`` (None if it may). Runs once per
-        recipient: the verdict on an endpoint's origin part is cached."""
-        if not isinstance(endpoint, str) or not endpoint:
+        recipient: the verdict on an endpoint's origin part is cached, and the common
+        case (a known origin, a printable ASCII URL) costs a few string operations."""
+        if type(endpoint) is not str or not endpoint:
             return "endpoint is not a URL"
+        cut = endpoint.find("/", 8)
+        prefix = endpoint[:cut] if cut > 0 else endpoint
+        verdict = self._verdicts.get(prefix, _UNKNOWN)
+        if (
+            verdict is None
+            and len(endpoint) <= MAX_ENDPOINT_CHARS
+            and endpoint.isascii()
+            and endpoint.isprintable()
+            and " " not in endpoint
+        ):
+            return None
         if len(endpoint) > MAX_ENDPOINT_CHARS:
             return f"endpoint is longer than {MAX_ENDPOINT_CHARS} characters"
         if not _URL_CHARS.match(endpoint):
             return "endpoint has spaces, control or non-ASCII characters"
-        cut = endpoint.find("/", 8)
-        if cut < 0 or "?" in endpoint[:cut] or "#" in endpoint[:cut]:
+        if verdict is not _UNKNOWN:
+            return verdict  # type: ignore[return-value]
+        if cut < 0 or "?" in prefix or "#" in prefix:
             return self._refusal(endpoint)
-        prefix = endpoint[:cut]
-        try:
-            return self._verdicts[prefix]
-        except KeyError:
-            verdict = self._refusal(prefix + "/")
-            if len(self._verdicts) < 4096:
-                self._verdicts[prefix] = verdict
-            return verdict
+        verdict = self._refusal(prefix + "/")
+        if len(self._verdicts) < 4096:
+            self._verdicts[prefix] = verdict
+        return verdict
 
     def _refusal(self, endpoint: str) -> str | None:
         try:
