@@ -77,6 +77,24 @@ class OriginGates:
             gate.opened += 1
             gate.failures = self.failures_to_open - 1  # half-open: one more failure reopens
 
+    def throttles(self) -> dict[str, float]:
+        """The origins throttled now, with the wall-clock time (epoch s) each may be asked
+        again: what a chain tells the other chains of its run."""
+        now, wall = self.clock(), time.time()
+        return {
+            o: round(wall + g.not_before - now, 3)
+            for o, g in self._gates.items()
+            if g.not_before > now
+        }
+
+    def adopt(self, throttles: dict[str, float]) -> None:
+        """Throttles another chain of the run found (epoch s): wait for them too."""
+        now, wall = self.clock(), time.time()
+        for origin, until in throttles.items():
+            if until > wall:
+                gate = self.gate(origin)
+                gate.not_before = max(gate.not_before, now + (until - wall))
+
     def succeeded(self, origin: str) -> None:
         gate = self._gates.get(origin)
         if gate is not None:

@@ -138,6 +138,13 @@ class WebPushSender:
         self.requests = 0  # HTTP requests made over the sender's life
 
     # ----------------------------------------------------------------- public API
+    def throttles(self) -> dict[str, float]:
+        """Origins that asked to slow down, and until when (epoch s)."""
+        return self.gates.throttles()
+
+    def adopt_throttles(self, throttles: dict[str, float]) -> None:
+        """Hold back origins that throttled another sender (another chain of the run)."""
+        self.gates.adopt(throttles)
 
     def send(
         self,

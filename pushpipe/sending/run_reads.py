@@ -96,6 +96,17 @@ class RunTable:
         )
         return plain_of(got["Item"]) if "Item" in got else None
 
+    def origin_throttles(self, run_id: str) -> dict[str, float]:
+        """Push-service origins a chain of the run found throttling, and until when."""
+        got = self._call(
+            "get_item",
+            TableName=self.table,
+            Key=self._run_key(run_id),
+            ProjectionExpression="throttles",
+        )
+        raw = plain_of(got["Item"]).get("throttles") if "Item" in got else None
+        return {str(k): float(v) for k, v in (raw or {}).items()}
+
     @staticmethod
     def _chain_state(item: Mapping[str, Any]) -> ChainState:
         return ChainState(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -142,6 +143,7 @@ class RunStore(RunTable):
                 "total": total,
                 "malformed": malformed,
                 "rejections": json.dumps(rejections or {}, ensure_ascii=False)[:20_000],
+                "throttles": {},  # origin -> until (epoch s), shared by the chains
                 "updated_at": now,
             }
         )
@@ -194,6 +196,22 @@ class RunStore(RunTable):
             )
             return DONE
         return view.state
+
+    def note_throttles(self, run_id: str, throttles: dict[str, float]) -> None:
+        """Tell the run's other chains which origins throttle, until when (latest wins)."""
+        if not throttles:
+            return
+        names = {"#t": "throttles"} | {f"#o{i}": o for i, o in enumerate(throttles)}
+        values = {f":u{i}": Decimal(str(u)) for i, u in enumerate(throttles.values())}
+        self._conditional(  # a run admitted before throttles were shared has no map: skip
+            "update_item",
+            TableName=self.table,
+            Key=self._run_key(run_id),
+            UpdateExpression="SET " + ", ".join(f"#t.#o{i} = :u{i}" for i in range(len(throttles))),
+            ConditionExpression="attribute_exists(#t)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=item_of(values),
+        )
 
     def abort_run(self, run_id: str, reason: str, state: str = ABORTED) -> None:
         """Stop every chain of the run with ``reason`` (e.g. the file changed)."""

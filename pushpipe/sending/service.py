@@ -306,11 +306,24 @@ def _send(leg: _Leg, batch: Batch) -> None:
     # killed by the timeout and sent again.
     safety_ms = min(5_000, leg.config.min_remaining_ms // 10)
     budget_s = max(1.0, (leg.remaining_ms() - safety_ms) / 1000)
+    sender, run_id = leg.ports.sender, leg.cursor.run_id
+    # origins another chain of the run found throttling hold this chain back too
+    sharing = batch.messages and hasattr(sender, "throttles")
+    known = leg.ports.runs.origin_throttles(run_id) if sharing else {}
+    if known:
+        sender.adopt_throttles(known)  # type: ignore[attr-defined]
     results = (
-        leg.ports.sender.send(batch.messages, dry_run=leg.dry_run, budget_s=budget_s)
+        sender.send(batch.messages, dry_run=leg.dry_run, budget_s=budget_s)
         if batch.messages
         else []
     )
+    if sharing:
+        found = {
+            o: u
+            for o, u in sender.throttles().items()  # type: ignore[attr-defined]
+            if u > known.get(o, 0.0) + 1.0
+        }
+        leg.ports.runs.note_throttles(run_id, found)
     batch.tally(results, leg.header, leg.cursor, utc(leg.clock()))
     if batch.records:
         leg.ports.archive.put(batch.records)

@@ -778,3 +778,17 @@ def test_repeated_server_errors_open_a_circuit_for_that_origin_only(
         assert len(push.received) < len(down) * FAST_RETRY.max_attempts
     finally:
         other.stop()
+
+
+def test_throttles_travel_between_senders_as_wall_clock_times(signer) -> None:
+    from pushpipe.push.origins import OriginGates
+
+    a, b = OriginGates(), OriginGates()
+    a.throttled("https://fcm.googleapis.com", 30.0)
+    shared = a.throttles()
+    assert set(shared) == {"https://fcm.googleapis.com"}
+    assert shared["https://fcm.googleapis.com"] == pytest.approx(time.time() + 30, abs=0.5)
+    b.adopt(shared)
+    assert b.wait_s("https://fcm.googleapis.com") == pytest.approx(30, abs=0.5)
+    b.adopt({"https://old.example": time.time() - 5})  # over already: ignored
+    assert b.wait_s("https://old.example") == 0

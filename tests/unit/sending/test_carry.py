@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+import pytest
+
 from pushpipe.push.models import Outcome, PushMessage, SendResult
 from pushpipe.sending import service as sending
 from pushpipe.sending.batch import MAX_CARRIES
@@ -98,3 +100,48 @@ def test_the_carry_is_in_the_run_view_while_the_send_goes_on(world):
     drive(ports, config)
     view = ports.runs.view(result.run_id)
     assert view.state == "done" and view.counts["sent"] == 4 and view.carried == 0
+
+
+class ThrottledSender(FlakySender):
+    """Delivers everything; reports FCM throttled (as the real sender's origin gates do)
+    and records what it was told by the run."""
+
+    def __init__(self, until: float = 0.0) -> None:
+        super().__init__(set(), 0)
+        self.until = until
+        self.adopted: list[dict] = []
+
+    def throttles(self) -> dict[str, float]:
+        return {"https://fcm.googleapis.com": self.until} if self.until else {}
+
+    def adopt_throttles(self, throttles: dict[str, float]) -> None:
+        self.adopted.append(dict(throttles))
+
+
+def test_a_throttle_one_chain_meets_holds_back_the_other_chains_of_the_run(world):
+    import time
+
+    ports, _, s3 = world
+    etag = drop(s3, "audiences/share.json", 40)
+    config = SendConfig(batch_size=10, chains=2)
+    result = admit(BUCKET, "audiences/share.json", etag, ports, config, 60_000)
+    until = time.time() + 120
+    first, second = ThrottledSender(until), ThrottledSender()
+    chain0, chain1 = sorted(ports.invoker.events, key=lambda e: e["cursor"]["chain"])
+    ports.invoker.events.clear()
+    for sender, event in ((first, chain0), (second, chain1)):
+        ports.sender = sender
+        calls = iter([900_000, 900_000, 1_000])  # one batch, then hand off
+        sending.run_chain(
+            sending.Cursor.from_event(event["cursor"]),
+            ports,
+            config,
+            lambda calls=calls: next(calls, 1_000),
+            sleep=lambda s: None,
+        )
+    assert ports.runs.origin_throttles(result.run_id) == {
+        "https://fcm.googleapis.com": pytest.approx(until, abs=0.01)
+    }
+    assert second.adopted and second.adopted[0]["https://fcm.googleapis.com"] == pytest.approx(
+        until, abs=0.01
+    )
