@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pushpipe import topology as t
 from pushpipe.push.endpoints import BROWSERS_ONLY, EndpointPolicy, deployed_policy
@@ -39,6 +39,16 @@ class Sender(Protocol):
         """Deliver (or, in a dry run, do every step but the final POST, except for
         allow-listed recipients) within ``budget_s`` seconds, classifying each outcome."""
         ...
+
+
+@runtime_checkable
+class SharesThrottles(Protocol):
+    """A sender that holds back throttled push-service origins and can be told about
+    the throttles other chains of the run met (``WebPushSender``)."""
+
+    def throttles(self) -> dict[str, float]: ...
+
+    def adopt_throttles(self, throttles: dict[str, float]) -> None: ...
 
 
 class RunLedger(Protocol):

@@ -24,7 +24,7 @@ from pushpipe.audience.format import CampaignHeader
 from pushpipe.audience.payloads import PayloadBuilder
 from pushpipe.sending import streams
 from pushpipe.sending.batch import Batch, default_topic, fill_batch, utc
-from pushpipe.sending.ports import SendConfig, SendPorts
+from pushpipe.sending.ports import SendConfig, SendPorts, SharesThrottles
 from pushpipe.sending.runs import FAILED, ChainState, Cursor, run_id_for
 from pushpipe.sending.streams import OpenStream, forget_streams
 from pushpipe.shared.errors import (
@@ -308,21 +308,17 @@ def _send(leg: _Leg, batch: Batch) -> None:
     budget_s = max(1.0, (leg.remaining_ms() - safety_ms) / 1000)
     sender, run_id = leg.ports.sender, leg.cursor.run_id
     # origins another chain of the run found throttling hold this chain back too
-    sharing = batch.messages and hasattr(sender, "throttles")
-    known = leg.ports.runs.origin_throttles(run_id) if sharing else {}
-    if known:
-        sender.adopt_throttles(known)  # type: ignore[attr-defined]
+    shares = sender if batch.messages and isinstance(sender, SharesThrottles) else None
+    known = leg.ports.runs.origin_throttles(run_id) if shares else {}
+    if shares and known:
+        shares.adopt_throttles(known)
     results = (
         sender.send(batch.messages, dry_run=leg.dry_run, budget_s=budget_s)
         if batch.messages
         else []
     )
-    if sharing:
-        found = {
-            o: u
-            for o, u in sender.throttles().items()  # type: ignore[attr-defined]
-            if u > known.get(o, 0.0) + 1.0
-        }
+    if shares:
+        found = {o: u for o, u in shares.throttles().items() if u > known.get(o, 0.0) + 1.0}
         leg.ports.runs.note_throttles(run_id, found)
     batch.tally(results, leg.header, leg.cursor, utc(leg.clock()))
     if batch.records:
