@@ -180,7 +180,9 @@ def check_recipient(
     if not isinstance(auth, str) or not _AUTH.match(auth):
         return Malformed(index, f"{rid}: auth is not a base64url 16-byte secret")
     language, country = raw.get("language"), raw.get("country")
-    if language is not None and (not isinstance(language, str) or not _LANG.match(language)):
+    if language is not None and (
+        not isinstance(language, str) or len(language) > 35 or not _LANG.match(language)
+    ):
         return Malformed(index, f"{rid}: language is not a BCP 47 tag")
     if country is not None and (not isinstance(country, str) or not _COUNTRY.match(country)):
         return Malformed(index, f"{rid}: country is not an ISO 3166 alpha-2 code")

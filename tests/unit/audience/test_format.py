@@ -107,6 +107,8 @@ def test_malformed_recipients_are_reported_with_their_reason_and_index():
         rec(6, country="Germany"),
         rec(7, language="EN_us"),
     ]
+    long_tag = audience.check_recipient(9, rec(9, language="en" + "-abcdefgh" * 10))
+    assert isinstance(long_tag, Malformed) and "BCP 47" in long_tag.reason
     checked = [audience.check_recipient(i, c) for i, c in enumerate(cases)]
     assert isinstance(checked[0], Recipient)
     reasons = [c.reason for c in checked[1:]]
