@@ -168,3 +168,15 @@ def test_a_declarative_campaign_sends_the_declarative_web_push_shape():
     for k in ("nid", "campaign", "variant", "title", "body", "url", "icon"):
         assert flat_one[k] == plain[k], k
     assert builder.worst_case_size()[0] >= len(builder.build(r, "default"))
+
+
+def test_the_token_of_the_widest_ids_fits_the_ping_api_and_verifies():
+    from pushpipe.audience.payloads import WIDEST_ID
+    from pushpipe.pings.ingest import MAX_TOKEN_CHARS
+
+    claims = tokens.PingClaims(
+        "t" * 128, "c" * 128, "v" * 32, tokens.notification_id("c", WIDEST_ID), WIDEST_ID, 2**33
+    )
+    token = tokens.sign(claims, KEYS)
+    assert len(token) <= MAX_TOKEN_CHARS
+    assert tokens.verify(token, KEYS, now=0).subscriber == WIDEST_ID
