@@ -28,6 +28,15 @@ from pushpipe.sending.runs import (
 from pushpipe.shared.errors import Fenced, RunStopped, StoreError
 
 
+def _add_counts(adds: list[tuple[str, int]], names: dict, values: dict) -> str:
+    """`` ADD #c0 :c0, ...`` for the counts, aliased into ``names`` and ``values``."""
+    if not adds:
+        return ""
+    names |= {f"#c{i}": k for i, (k, _) in enumerate(adds)}
+    values |= {f":c{i}": v for i, (_, v) in enumerate(adds)}
+    return " ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(adds)))
+
+
 class RunStore(RunTable):
     """Runs and chain cursors: claim, start, commit (fenced), abort, and the reads of
     ``RunTable``."""
@@ -302,31 +311,17 @@ class RunStore(RunTable):
             # hand-off has been waiting for its invocation
             fields["lease_until"] = int(self.clock() * 1000)
         sets, names, values = assignments(fields)
-        expr = f"SET {sets}"
         adds = [(k, v) for k, v in sorted(counts.items()) if v]
-        if adds:
-            expr += " ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(adds)))
-            names |= {f"#c{i}": k for i, (k, _) in enumerate(adds)}
-            values |= {f":c{i}": v for i, (_, v) in enumerate(adds)}
+        expr = f"SET {sets}" + _add_counts(adds, names, values)
         removes = [] if carry else ["#carry"]
         if done:
             removes.append("#active")
         if removes:
             expr += " REMOVE " + ", ".join(removes)
             names |= {n: n[1:] for n in removes}
-        names |= {"#epoch": "epoch", "#state": "state"}
-        values |= {":epoch": state.epoch, ":running": RUNNING}
+        values[":running"] = RUNNING
         extra = list(extra_items)
-        update = {
-            "Update": {
-                "TableName": self.table,
-                "Key": self._run_key(run_id, self._chain_sk(state.chain)),
-                "UpdateExpression": expr,
-                "ConditionExpression": "#epoch = :epoch AND #state = :running",
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": item_of(values),
-            }
-        }
+        update = self._fenced_update(run_id, state, expr, ":running", names, values)
         try:
             self.client.transact_write_items(TransactItems=[update, *extra])
         except ClientError as exc:
@@ -350,6 +345,28 @@ class RunStore(RunTable):
         if done:
             state.state = DONE
 
+    def _fenced_update(
+        self,
+        run_id: str,
+        state: ChainState,
+        expr: str,
+        state_value: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> dict:
+        """A TransactWriteItems update of the chain's cursor, conditional on this
+        invocation's epoch and on the chain's state being ``values[state_value]``."""
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._run_key(run_id, self._chain_sk(state.chain)),
+                "UpdateExpression": expr,
+                "ConditionExpression": f"#epoch = :epoch AND #state = {state_value}",
+                "ExpressionAttributeNames": names | {"#epoch": "epoch", "#state": "state"},
+                "ExpressionAttributeValues": item_of(values | {":epoch": state.epoch}),
+            }
+        }
+
     def _record_after_stop(
         self,
         run_id: str,
@@ -371,23 +388,10 @@ class RunStore(RunTable):
         stopped = item.get("state")
         if item.get("epoch") != state.epoch or stopped not in (ABORTED, FAILED):
             return
-        expr = "SET #p = :p" + (
-            " ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(adds))) if adds else ""
-        )
-        names = {"#p": "position", "#epoch": "epoch", "#state": "state"}
-        names |= {f"#c{i}": k for i, (k, _) in enumerate(adds)}
-        values: dict[str, Any] = {":p": new_position, ":epoch": state.epoch, ":stopped": stopped}
-        values |= {f":c{i}": v for i, (_, v) in enumerate(adds)}
-        update = {
-            "Update": {
-                "TableName": self.table,
-                "Key": self._run_key(run_id, self._chain_sk(state.chain)),
-                "UpdateExpression": expr,
-                "ConditionExpression": "#epoch = :epoch AND #state = :stopped",
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": item_of(values),
-            }
-        }
+        names = {"#p": "position"}
+        values: dict[str, Any] = {":p": new_position, ":stopped": stopped}
+        expr = "SET #p = :p" + _add_counts(adds, names, values)
+        update = self._fenced_update(run_id, state, expr, ":stopped", names, values)
         try:
             self.client.transact_write_items(TransactItems=[update, *extra_items])
         except ClientError:
