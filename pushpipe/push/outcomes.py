@@ -32,6 +32,10 @@ from pushpipe.push.endpoints import EndpointRefused
 REASON_BODY_CHARS = 200
 
 
+# the verdict on a request the batch's time budget did not let start (no answer at all)
+OUT_OF_TIME = "out of time for the batch"
+
+
 class Disposition(StrEnum):
     SENT = "sent"
     PRUNED = "pruned"

@@ -41,6 +41,7 @@ from pushpipe.push.models import (
 )
 from pushpipe.push.origins import OriginGates
 from pushpipe.push.outcomes import (
+    OUT_OF_TIME,
     Disposition,
     RetryPolicy,
     Verdict,
@@ -350,7 +351,7 @@ class WebPushSender:
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
-                return Verdict(Disposition.RETRY, None, "out of time for the batch")
+                return Verdict(Disposition.RETRY, None, OUT_OF_TIME)
             if left < self.timeout_s:
                 timeout = aiohttp.ClientTimeout(total=left)
         self.requests += 1

@@ -19,7 +19,7 @@ from aiohttp.payload import BytesPayload
 from yarl import URL
 
 from pushpipe.push.models import Outcome, PushMessage, SendResult
-from pushpipe.push.outcomes import Disposition, GiveUp, Verdict, retry_delay
+from pushpipe.push.outcomes import OUT_OF_TIME, Disposition, GiveUp, Verdict, retry_delay
 
 
 class Invalid(Exception):
@@ -189,7 +189,7 @@ class Batch:
             ra = verdict.retry_after_s
             gates.throttled(origin, ra if ra is not None else min(backoff, 10.0))
         elif verdict.disposition is Disposition.RETRY:  # 5xx, timeouts, connection errors
-            if verdict.reason != "out of time for the batch":
+            if verdict.reason != OUT_OF_TIME:  # no request was made: not the origin's fault
                 gates.failed(origin)
         else:
             gates.succeeded(origin)
