@@ -6,32 +6,18 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from pushpipe.pings import wiring as ping_wiring
 from pushpipe.pings.attribution import OrderIn, record_order
-from pushpipe.pings.counters import CounterStore
 from pushpipe.pings.ingest import PingRecord, aggregate_batch
 from pushpipe.pings.reports import build_report
 from pushpipe.shared.tenants import webhook_signature
 from pushpipe.shared.tokens import notification_id
 from tests.support.events import FakeContext, http_event
-from tests.support.pings import REGION, TENANTS, provision, set_env
+from tests.support.pings import TENANTS
 
 CLICK_AT = 1_780_000_000.0
 H = 3600
-
-
-@pytest.fixture
-def store():
-    with mock_aws():
-        p = provision("unit")
-        set_env(p)
-        ping_wiring.reset()
-        yield CounterStore(p.counters_table, boto3.client("dynamodb", region_name=REGION))
-        ping_wiring.reset()
 
 
 def click(store, subscriber="buyer", campaign="spring", variant="b", at=CLICK_AT, tenant="acme"):

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from pushpipe.pings import wiring as ping_wiring
-from pushpipe.pings.counters import CounterStore, send_counter_items
+from pushpipe.pings.counters import send_counter_items
 from pushpipe.pings.ingest import PingRecord, aggregate_batch
 from pushpipe.pings.reports import build_report
 from pushpipe.shared.tokens import notification_id
 from tests.support.events import FakeContext, http_event
-from tests.support.pings import REGION, TENANTS, provision, set_env
+from tests.support.pings import TENANTS
 
 NOW = 1_780_000_000.0
 PATH = "/v1/tenants/{}/campaigns/{}/report"
-
-
-@pytest.fixture
-def store():
-    with mock_aws():
-        p = provision("unit")
-        set_env(p)
-        ping_wiring.reset()
-        yield CounterStore(p.counters_table, boto3.client("dynamodb", region_name=REGION))
-        ping_wiring.reset()
 
 
 def pings(store, tenant, campaign, variant, kind, n, at=NOW, offset=0):
