@@ -20,12 +20,12 @@ from pushpipe.approval.mail import Mailer
 from pushpipe.approval.ports import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.store import RequestStore
 from pushpipe.audience.writer import AudienceWriter
-from pushpipe.push.models import Outcome, SendResult
 from pushpipe.shared.aws import AudienceObjects
 from pushpipe.shared.tokens import SigningKeys
 from pushpipe.subscriptions.store import SubscriptionStore
 from pushpipe_local.cloud.provision import create_table
 from pushpipe_local.sim.audiences import audience_bytes, recipient
+from tests.support.sending import RecordingInvoker, RecordingSender
 
 REGION = "us-east-1"
 BUCKET = "test-audience"
@@ -51,29 +51,6 @@ def real_keys() -> dict[str, str]:
         .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     )
     return {"p256dh": base64.urlsafe_b64encode(point).rstrip(b"=").decode(), "auth": AUTH}
-
-
-class RecordingInvoker:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def invoke(self, event: dict) -> None:
-        self.events.append(event)
-
-    def take(self, action: str) -> list[dict]:
-        got = [e for e in self.events if e.get("action") == action]
-        self.events = [e for e in self.events if e.get("action") != action]
-        return got
-
-
-class RecordingSender:
-    def __init__(self, outcome: Outcome = Outcome.SENT) -> None:
-        self.messages: list = []
-        self.outcome = outcome
-
-    def send(self, messages, **kwargs) -> list[SendResult]:
-        self.messages.extend(messages)
-        return [SendResult(m.recipient_id, self.outcome, 201) for m in messages]
 
 
 class Clock:

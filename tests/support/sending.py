@@ -18,21 +18,36 @@ P256DH, AUTH = "B" + "A" * 86, "A" * 22
 
 
 class RecordingSender:
-    def __init__(self, outcome=Outcome.SENT) -> None:
-        self.sent: list[str] = []
+    """The ``Sender`` port, answering every message with ``outcome``; keeps them."""
+
+    def __init__(self, outcome: Outcome = Outcome.SENT) -> None:
+        self.messages: list[PushMessage] = []
         self.outcome = outcome
 
+    @property
+    def sent(self) -> list[str]:
+        """The recipient ids of every message, in order."""
+        return [m.recipient_id for m in self.messages]
+
     def send(self, messages: Sequence[PushMessage], *, dry_run=None, budget_s=None):
-        self.sent.extend(m.recipient_id for m in messages)
+        self.messages.extend(messages)
         return [SendResult(m.recipient_id, self.outcome, 201) for m in messages]
 
 
 class RecordingInvoker:
+    """The ``Invoker`` port: keeps the events of the asynchronous invocations."""
+
     def __init__(self) -> None:
         self.events: list[dict] = []
 
     def invoke(self, event: dict) -> None:
         self.events.append(event)
+
+    def take(self, action: str) -> list[dict]:
+        """The events of ``action``, no longer kept."""
+        got = [e for e in self.events if e.get("action") == action]
+        self.events = [e for e in self.events if e.get("action") != action]
+        return got
 
 
 class CountingObjects(AudienceObjects):

@@ -19,7 +19,6 @@ from pushpipe.pings.attribution import OrderIn, record_order
 from pushpipe.pings.counters import CounterStore, send_counter_items
 from pushpipe.pings.exposures import exposure_items, subscriber_hash
 from pushpipe.pings.reports import build_report
-from pushpipe.push.models import Outcome, PushMessage, SendResult
 from pushpipe.sending import service as sending
 from pushpipe.sending.run_store import RunStore
 from pushpipe.sending.service import SendConfig, SendPorts, admit, run_chain
@@ -27,6 +26,7 @@ from pushpipe.shared.aws import ArchiveStream, AudienceObjects
 from pushpipe.shared.tokens import SigningKeys
 from pushpipe_local.cloud.provision import create_table
 from pushpipe_local.sim.audiences import audience_bytes, demo_campaign
+from tests.support.sending import RecordingInvoker, RecordingSender
 
 REGION = "us-east-1"
 P256DH, AUTH = "B" + "A" * 86, "A" * 22
@@ -43,23 +43,6 @@ def test_uneven_variants_split_100k_subscribers_within_tolerance():
     # deterministic: a retry, a recursion or another chain puts everyone in the same place
     again = Counter(assign("launch", f"user-{i}", variants, 10) for i in range(n))
     assert again == counts
-
-
-class Sender:
-    def __init__(self) -> None:
-        self.sent: list[PushMessage] = []
-
-    def send(self, messages, *, dry_run=None, budget_s=None):
-        self.sent.extend(messages)
-        return [SendResult(m.recipient_id, Outcome.SENT, 201) for m in messages]
-
-
-class Invoker:
-    def __init__(self) -> None:
-        self.events: list[dict] = []
-
-    def invoke(self, event: dict) -> None:
-        self.events.append(event)
 
 
 @pytest.fixture
@@ -84,8 +67,8 @@ def world(monkeypatch):
             runs=RunStore("runs", ddb),
             objects=AudienceObjects(s3),
             archive=ArchiveStream("sends", boto3.client("firehose", region_name=REGION)),
-            invoker=Invoker(),
-            sender=Sender(),
+            invoker=RecordingInvoker(),
+            sender=RecordingSender(),
             signing_keys=SigningKeys.from_secret({"active": "k", "keys": {"k": "k" * 43}}),
             ping_url="https://api.example/v1/pings",
             counter_items=lambda tenant, campaign, by_variant, now, chain: send_counter_items(
@@ -137,7 +120,7 @@ def test_the_control_group_receives_nothing_is_counted_and_its_orders_compared(w
     control = {s for s, g in group.items() if g == "control"}
 
     # nobody of the control group got a push; everybody else exactly once
-    sent = Counter(m.recipient_id for m in ports.sender.sent)
+    sent = Counter(ports.sender.sent)
     assert set(sent) == set(group) - control and set(sent.values()) == {1}
     report = build_report("acme", "spring", store.campaign_rows("acme", "spring"))
     by = {v.variant: v for v in report.variants}
