@@ -50,6 +50,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_send
 	$(BIN)/python -m bench.bench_pings
+	$(BIN)/python -m bench.bench_engagement
 	$(BIN)/python -m bench.report
 
 ## Slow suites: 1M-recipient runs, soak.

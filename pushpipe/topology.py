@@ -153,6 +153,17 @@ class KinesisTrigger:
 
 
 @dataclass(frozen=True)
+class QueryCatalog:
+    """The archive's tables for SQL: a Glue database and an Athena workgroup in the stack
+    (``infra/stacks/audit.py``), DuckDB locally. A function that ``uses`` it may run
+    queries over the archive; it learns the workgroup and database from the two envs."""
+
+    name: str
+    env: str  # the Athena workgroup
+    database_env: str  # the Glue database
+
+
+@dataclass(frozen=True)
 class Route:
     """An HTTP API route served by ``function`` (API Gateway HTTP API, payload v2)."""
 
@@ -329,20 +340,41 @@ APPROVAL = Function(
     },
     api_paths={ENV_PING_URL: "/v1/pings", ENV_PUBLIC_API_URL: "/"},
 )
+# The archive as SQL tables (pushpipe/pings/audit.py): Athena in the stack, DuckDB locally.
+ENV_AUDIT_WORKGROUP = "AUDIT_WORKGROUP"
+ENV_AUDIT_DATABASE = "AUDIT_DATABASE"
+AUDIT_CATALOG = QueryCatalog("audit", ENV_AUDIT_WORKGROUP, ENV_AUDIT_DATABASE)
+
+# Stale subscriptions (pushpipe/subscriptions/engagement.py): which push services answer
+# 2xx for revoked subscriptions (Safari), and how many unanswered sends make one stale.
+ENV_STALE_SERVICES = "STALE_SERVICES"  # comma-separated push service names
+ENV_STALE_SILENT_SENDS = "STALE_SILENT_SENDS"
+ENV_STALE_LOOKBACK_DAYS = "STALE_LOOKBACK_DAYS"
+ENV_STALE_GRACE_HOURS = "STALE_GRACE_HOURS"
+
 # Scheduled campaigns (pushpipe/scheduled/definitions.py: definitions with their variants, as code)
-# write their audience files under the audience prefix, once per campaign and day.
+# write their audience files under the audience prefix, once per campaign and day. Once a
+# day the same function prunes stale subscriptions from an archive query.
 SCHEDULER = Function(
     name="scheduler",
     handler="functions.scheduler.handler.handler",
     env=None,
     timeout_s=900,
     memory_mb=1024,
-    uses=("audience", "subscriptions", "counters", "tenants"),
-    writes=("audience",),
+    # archive + audit: the stale-subscriptions query reads the archive through Athena
+    uses=("audience", "subscriptions", "counters", "tenants", "archive", "audit"),
+    writes=("audience",),  # scheduled audiences, markers, stale-subscription reports
     triggers=(
         ScheduleTrigger("scheduled-campaigns", rate_minutes=60, payload={"action": "scheduled"}),
+        ScheduleTrigger("stale-subscriptions", rate_minutes=1440, payload={"action": "stale"}),
     ),
-    settings={ENV_AUDIENCE_PREFIX: AUDIENCE_PREFIX},
+    settings={
+        ENV_AUDIENCE_PREFIX: AUDIENCE_PREFIX,
+        ENV_STALE_SERVICES: "apple",
+        ENV_STALE_SILENT_SENDS: 10,
+        ENV_STALE_LOOKBACK_DAYS: 30,
+        ENV_STALE_GRACE_HOURS: 48,
+    },
 )
 APPROVAL_ROUTES = (
     Route("GET", "/v1/requests/form", "approval"),  # before /{id}: the local router is ordered
@@ -363,6 +395,7 @@ STREAMS: tuple[Stream, ...] = (PINGS_STREAM,)
 DELIVERY_STREAMS: tuple[DeliveryStream, ...] = (SENDS_FIREHOSE, PINGS_FIREHOSE)
 SECRETS: tuple[Secret, ...] = (VAPID_SECRET, SIGNING_SECRET, TENANT_SECRET)
 MAILERS: tuple[Mail, ...] = (MAIL,)
+CATALOGS: tuple[QueryCatalog, ...] = (AUDIT_CATALOG,)
 FUNCTIONS: tuple[Function, ...] = (SEND_BATCH, PING_HANDLER, AGGREGATE, APPROVAL, SCHEDULER)
 ROUTES: tuple[Route, ...] = (*PING_API_ROUTES, *APPROVAL_ROUTES)
 
@@ -376,7 +409,7 @@ def by_name(items, name: str):
 
 def resource_env(name: str) -> str | None:
     """The env var carrying the physical name of the resource with logical ``name``."""
-    for group in (TABLES, BUCKETS, DELIVERY_STREAMS, SECRETS, QUEUES, STREAMS, MAILERS):
+    for group in (TABLES, BUCKETS, DELIVERY_STREAMS, SECRETS, QUEUES, STREAMS, MAILERS, CATALOGS):
         for item in group:
             if item.name == name:
                 return getattr(item, "env", None)

@@ -10,10 +10,12 @@ from __future__ import annotations
 from aws_cdk import Stack
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.stacks.config import DeployConfig
+from infra.stacks.nag import acknowledge
 from infra.stacks.names import cid
 from infra.stacks.storage import secure_bucket
 from pushpipe.pings import audit as schema
@@ -88,6 +90,68 @@ class Audit(Construct):
                 work_group=self.workgroup.ref,
             )
             named.node.add_dependency(self.database)
+
+    def grant_queries(self, role: iam.IRole, function: str) -> None:
+        """Let ``role`` run queries in the workgroup (a function that ``uses`` the audit
+        catalogue; reading the archive objects is its own grant, the archive bucket)."""
+        for statement in self.query_statements():
+            role.add_to_principal_policy(statement)
+        results = Stack.of(self).get_logical_id(self.results.node.default_child)
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::<{results}.Arn>/*]",
+            f"{function} runs Athena queries: Athena writes each query's result under a key "
+            "of its own choosing in the audit workgroup's results bucket; object ARNs of "
+            "that one bucket.",
+        )
+
+    def query_statements(self) -> list[iam.PolicyStatement]:
+        """What running a query in the workgroup needs: the Athena calls on this
+        workgroup, the Glue catalogue entries of its database, and the results bucket."""
+        stack = Stack.of(self)
+        workgroup = stack.format_arn(
+            service="athena", resource="workgroup", resource_name=self.workgroup_name
+        )
+        glue_arns = [
+            stack.format_arn(service="glue", resource="catalog"),
+            stack.format_arn(service="glue", resource="database", resource_name=self.database_name),
+            *(
+                stack.format_arn(
+                    service="glue",
+                    resource="table",
+                    resource_name=f"{self.database_name}/{spec.name}",
+                )
+                for spec in schema.TABLES
+            ),
+        ]
+        return [
+            iam.PolicyStatement(
+                actions=[
+                    "athena:StartQueryExecution",
+                    "athena:GetQueryExecution",
+                    "athena:GetQueryResults",
+                    "athena:StopQueryExecution",
+                ],
+                resources=[workgroup],
+            ),
+            iam.PolicyStatement(
+                actions=["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"],
+                resources=glue_arns,
+            ),
+            iam.PolicyStatement(
+                actions=["s3:GetBucketLocation", "s3:ListBucket"],
+                resources=[self.results.bucket_arn],
+            ),
+            iam.PolicyStatement(
+                actions=[
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts",
+                ],
+                resources=[self.results.arn_for_objects("*")],
+            ),
+        ]
 
     def _build_table(
         self, spec: schema.AuditTable, archive: s3.IBucket, account: str

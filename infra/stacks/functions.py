@@ -27,6 +27,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.stacks.audit import Audit
 from infra.stacks.bundling import PYTHON_VERSION
 from infra.stacks.config import DeployConfig
 from infra.stacks.mail import Mail
@@ -62,6 +63,8 @@ RUNTIME_REASON = (
     "tests run the same code on 3.11+; upgrade RUNTIME and bundling.PYTHON_VERSION together."
 )
 
+_CATALOGS = {c.name: c for c in t.CATALOGS}
+
 assert RUNTIME.name == f"python{PYTHON_VERSION}", "bundle and runtime must agree"
 
 
@@ -80,6 +83,7 @@ class Resources:
     delivery_streams: dict[str, firehose.CfnDeliveryStream]
     secrets: dict[str, secretsmanager.Secret]
     mail: Mail | None = None
+    audit: Audit | None = None
     functions: dict[str, PushpipeFunction] = field(default_factory=dict)
     # (label, queue) of every dead-letter / on-failure queue, for alarms and the dashboard
     dead_letter_queues: list[tuple[str, sqs.IQueue]] = field(default_factory=list)
@@ -100,6 +104,8 @@ class Resources:
             return self.secrets[name].secret_arn  # a full ARN works as SecretId
         if self.mail is not None and name in _mailers():
             return self.mail.config.mail_from
+        if self.audit is not None and name in _CATALOGS:
+            return self.audit.workgroup.ref  # the name, and a dependency on the workgroup
         raise KeyError(name)
 
 
@@ -185,6 +191,8 @@ class PushpipeFunction(Construct):
             variable = _resource_env(name)
             if variable:
                 env[variable] = self.res.physical(name)
+            if name in _CATALOGS and self.res.audit is not None:
+                env[_CATALOGS[name].database_env] = self.res.audit.database.ref
             if name in _mailers() and self.res.mail is not None:
                 mailer = _mailers()[name]
                 env[mailer.configuration_set_env] = (
@@ -296,6 +304,7 @@ class PushpipeFunction(Construct):
             (res.queues, self._grant_queue),
             (res.functions, self._grant_invoke),
             (_mailers() if res.mail is not None else {}, self._grant_mail),
+            (_CATALOGS if res.audit is not None else {}, self._grant_queries),
         )
         for declared, grant in grants:
             if name in declared:
@@ -374,6 +383,10 @@ class PushpipeFunction(Construct):
                 actions=["lambda:InvokeFunction"], resources=[other.function.function_arn]
             )
         )
+
+    def _grant_queries(self, name: str) -> None:
+        if self.res.audit is not None:
+            self.res.audit.grant_queries(self.role, self.spec.name)
 
     def _grant_mail(self, name: str) -> None:
         if self.res.mail is not None:  # only offered when the stack has mail

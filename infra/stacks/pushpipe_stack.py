@@ -62,6 +62,13 @@ class PushpipeStack(Stack):
         )
         self.mail = Mail(self, "Mail", config=config)
         self.api = HttpApi(self, "Http", config=config, log_retention=retention)
+        self.audit = Audit(
+            self,
+            "Audit",
+            config=config,
+            archive=self.storage.buckets[t.ARCHIVE_BUCKET.name],
+            access_logs=self.storage.access_logs,
+        )
         self.resources = Resources(
             config=config,
             code=code,
@@ -74,17 +81,11 @@ class PushpipeStack(Stack):
             delivery_streams=self.streaming.delivery_streams,
             secrets=self.secrets.secrets,
             mail=self.mail,
+            audit=self.audit,
             dead_letter_queues=list(self.storage.dead_letter_queues),
         )
         self.functions = self._build_functions()
         self.api.add_routes(self.functions)
-        self.audit = Audit(
-            self,
-            "Audit",
-            config=config,
-            archive=self.storage.buckets[t.ARCHIVE_BUCKET.name],
-            access_logs=self.storage.access_logs,
-        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",

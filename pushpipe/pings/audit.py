@@ -52,6 +52,8 @@ SENDS = AuditTable(
         ("reason", "string"),
         ("attempts", "int"),
         ("payload", "string"),
+        ("service", "string"),  # push service: apple, fcm, mozilla, wns, other
+        ("ep", "string"),  # endpoint fingerprint (blake2b-64 hex)
     ),
 )
 

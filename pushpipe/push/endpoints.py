@@ -21,6 +21,7 @@ exact origin (``PUSH_ORIGINS_ALLOWED``), a setting only the local cloud sets.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import socket
@@ -46,6 +47,17 @@ BROWSER_PUSH_SERVICES: dict[str, str] = {
     "notify.windows.com": "Edge on Windows (WNS, <region>.notify.windows.com)",
     "push.apple.com": "Safari on macOS and iOS (web.push.apple.com)",
 }
+
+# What each of those services is called in the sends archive (column ``service``), so an
+# archive query can pick one service's subscriptions (pushpipe/subscriptions/engagement.py).
+SERVICE_NAMES: dict[str, str] = {
+    "fcm.googleapis.com": "fcm",
+    "android.googleapis.com": "fcm",
+    "push.services.mozilla.com": "mozilla",
+    "notify.windows.com": "wns",
+    "push.apple.com": "apple",
+}
+OTHER_SERVICE = "other"  # a deploy's extra push hosts, the local cloud's push service
 
 _UNKNOWN: Any = object()
 _URL_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
@@ -188,6 +200,35 @@ class EndpointPolicy:
 
 
 BROWSERS_ONLY = EndpointPolicy()
+
+
+@lru_cache(maxsize=4096)
+def _service_of_host(host: str) -> str:
+    for domain, name in SERVICE_NAMES.items():
+        if host == domain or host.endswith("." + domain):
+            return name
+    return OTHER_SERVICE
+
+
+def service_of(endpoint: str) -> str:
+    """The push service an endpoint belongs to (``apple``, ``fcm``, ``mozilla``, ``wns``,
+    or ``other``), from its host alone; a few string operations per call."""
+    start = endpoint.find("://") + 3
+    end = len(endpoint)
+    for sep in "/?#":
+        cut = endpoint.find(sep, start)
+        if 0 <= cut < end:
+            end = cut
+    host = endpoint[start:end].rpartition("@")[2].lower()
+    if host.startswith("["):
+        return OTHER_SERVICE
+    return _service_of_host(host.partition(":")[0].rstrip("."))
+
+
+def endpoint_fingerprint(endpoint: str) -> str:
+    """16 hex characters that name one endpoint in the archive (column ``ep``) without
+    storing the URL itself: a subscriber whose endpoint changes starts a new history."""
+    return hashlib.blake2b(endpoint.encode(), digest_size=8).hexdigest()
 
 
 def deployed_policy() -> EndpointPolicy:

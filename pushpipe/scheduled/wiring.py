@@ -4,18 +4,22 @@ Tests call ``reset()`` to rebuild them against fresh mocks."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
+from pushpipe import topology as t
 from pushpipe.audience.writer import AudienceWriter
 from pushpipe.pings.counters import CounterStore
 from pushpipe.scheduled.definitions import SchedulerPorts
-from pushpipe.shared.errors import StoreError
+from pushpipe.shared.athena import AthenaQueries
+from pushpipe.shared.errors import ConfigurationError, StoreError
 from pushpipe.shared.secrets import SecretReader
 from pushpipe.shared.settings import scheduler_settings
+from pushpipe.subscriptions.engagement import ArchiveQueries, StalePolicy
 from pushpipe.subscriptions.store import SubscriptionStore
 
 
@@ -40,6 +44,52 @@ class MarkerObjects:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(body).encode())
 
 
+class ReportObjects:
+    """Report objects (stale subscriptions), written whole to one bucket."""
+
+    def __init__(self, bucket: str, client: Any = None) -> None:
+        self.bucket = bucket
+        self.client = client or boto3.client("s3")
+
+    def put(self, key: str, body: bytes) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson"
+            )
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "?"))
+            raise StoreError("PutObject report", code, str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class StaleJob:
+    policy: StalePolicy
+    queries: ArchiveQueries
+    subscriptions: SubscriptionStore
+    reports: ReportObjects
+
+
+@lru_cache(maxsize=1)
+def stale_job() -> StaleJob:
+    s = scheduler_settings()
+    if not (s.audit_workgroup and s.audit_database):
+        raise ConfigurationError(
+            "scheduler settings are invalid: the stale-subscriptions job needs "
+            f"{t.ENV_AUDIT_WORKGROUP} and {t.ENV_AUDIT_DATABASE} (the function uses 'audit')"
+        )
+    return StaleJob(
+        policy=StalePolicy(
+            services=s.stale_services,
+            silent_sends=s.stale_silent_sends,
+            lookback_days=s.stale_lookback_days,
+            grace_hours=s.stale_grace_hours,
+        ),
+        queries=AthenaQueries(s.audit_workgroup, s.audit_database),
+        subscriptions=SubscriptionStore(s.subscriptions_table),
+        reports=ReportObjects(s.audience_bucket),
+    )
+
+
 @lru_cache(maxsize=1)
 def scheduler_ports() -> SchedulerPorts:
     s = scheduler_settings()
@@ -62,4 +112,5 @@ def scheduler_ports() -> SchedulerPorts:
 
 def reset() -> None:
     scheduler_ports.cache_clear()
+    stale_job.cache_clear()
     scheduler_settings.cache_clear()

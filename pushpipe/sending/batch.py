@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pushpipe.audience.format import CONTROL, CampaignHeader, Malformed, Recipient
 from pushpipe.audience.payloads import PayloadBuilder
 from pushpipe.audience.variants import assign
+from pushpipe.push.endpoints import endpoint_fingerprint, service_of
 from pushpipe.push.models import Outcome, PushMessage, SendResult
 from pushpipe.sending.runs import Cursor
 from pushpipe.sending.streams import OpenStream
@@ -89,7 +90,17 @@ class Batch:
             if r.outcome is Outcome.PRUNED:
                 self.pruned.append(r.recipient_id)
             self.records.append(
-                record(header, cursor, r.recipient_id, variant, metric, ts, r, message.payload)
+                record(
+                    header,
+                    cursor,
+                    r.recipient_id,
+                    variant,
+                    metric,
+                    ts,
+                    r,
+                    message.payload,
+                    message.endpoint,
+                )
             )
 
     def _carry(self, entry: dict, r: SendResult) -> SendResult:
@@ -195,8 +206,11 @@ def record(
     ts: str,
     result: SendResult | None = None,
     payload: bytes | None = None,
+    endpoint: str | None = None,
 ) -> dict:
-    """One archive record (the sends table of the audit trail)."""
+    """One archive record (the sends table of the audit trail). ``service`` and ``ep``
+    (which push service, which endpoint) let the engagement check find subscriptions
+    that a push service keeps accepting pushes for but that never ping back."""
     return {
         "ts": ts,
         "tenant": header.tenant,
@@ -211,4 +225,6 @@ def record(
         "reason": result.reason if result else None,
         "attempts": result.attempts if result else 0,
         "payload": payload.decode() if payload else None,
+        "service": service_of(endpoint) if endpoint else None,
+        "ep": endpoint_fingerprint(endpoint) if endpoint else None,
     }

@@ -195,6 +195,13 @@ class SchedulerSettings(BaseModel):
     subscriptions_table: str = Field(min_length=1)
     counters_table: str = Field(min_length=1)
     tenant_secret: str = Field(min_length=1)
+    # stale subscriptions (pushpipe/subscriptions/engagement.py)
+    audit_workgroup: str | None = None
+    audit_database: str | None = None
+    stale_services: tuple[str, ...] = ("apple",)
+    stale_silent_sends: int = Field(default=10, ge=1)
+    stale_lookback_days: int = Field(default=30, ge=1, le=366)
+    stale_grace_hours: int = Field(default=48, ge=0)
 
 
 @lru_cache(maxsize=1)
@@ -205,5 +212,11 @@ def scheduler_settings() -> SchedulerSettings:
         "subscriptions_table": _env(t.ENV_SUBSCRIPTIONS_TABLE),
         "counters_table": _env(t.ENV_COUNTERS_TABLE),
         "tenant_secret": _env(t.ENV_TENANT_SECRET),
+        "audit_workgroup": _env(t.ENV_AUDIT_WORKGROUP),
+        "audit_database": _env(t.ENV_AUDIT_DATABASE),
+        "stale_services": _list(t.ENV_STALE_SERVICES) or None,
+        "stale_silent_sends": _env(t.ENV_STALE_SILENT_SENDS),
+        "stale_lookback_days": _env(t.ENV_STALE_LOOKBACK_DAYS),
+        "stale_grace_hours": _env(t.ENV_STALE_GRACE_HOURS),
     }
     return _load(SchedulerSettings, raw, "scheduler")

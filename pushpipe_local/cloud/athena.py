@@ -117,3 +117,8 @@ class LocalAthena:
             raise QueryError(str(exc).splitlines()[0]) from exc
         finally:
             con.close()
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """``run_query`` as {column: value} rows (``ArchiveQueries`` of the engagement job)."""
+        result = self.run_query(sql, params)
+        return [dict(zip(result.columns, row, strict=True)) for row in result.rows]

@@ -29,6 +29,8 @@ import boto3
 from botocore.config import Config
 
 from pushpipe import topology as t
+from pushpipe_local.cloud.athena import LocalAthena
+from pushpipe_local.cloud.athena_api import LocalAthenaApi, athena_api_handler
 from pushpipe_local.cloud.provision import (
     LOCAL_CONFIGURATION_SET,
     LOCAL_MAIL_FROM,
@@ -38,6 +40,7 @@ from pushpipe_local.cloud.provision import (
 )
 from pushpipe_local.cloud.seed import fresh_secret
 from pushpipe_local.pushservice import PushServiceProcess, start_pushservice_process
+from pushpipe_local.runtime.http_base import serve
 from pushpipe_local.runtime.runtime import FunctionConfig, Runtime
 
 # physical_name is part of this module's surface (the CLI, tests and benchmarks name
@@ -107,13 +110,17 @@ class LocalCloud:
         self._clients: dict[str, Any] = {}
         self.vapid_public_key = ""
         self.queue_urls: dict[str, str] = {}
+        self.athena_url = ""
+        self._athena_server: Any = None
 
     # -- clients ------------------------------------------------------------------------
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            endpoint = (
-                self.runtime.invoke_url if service == "lambda" and self.runtime else (self.moto_url)
-            )
+            endpoint = self.moto_url
+            if service == "lambda" and self.runtime:
+                endpoint = self.runtime.invoke_url
+            elif service == "athena" and self.athena_url:
+                endpoint = self.athena_url
             self._clients[service] = boto3.client(
                 service,
                 endpoint_url=endpoint,
@@ -160,6 +167,7 @@ class LocalCloud:
             create_resources(self.client, visibility_s=self.options.queue_visibility_s)
         )
         self._create_secrets()
+        self._start_athena_api()
         self.push = start_pushservice_process(
             port=free_port(),
             state_file=self.home / "subscribers.json",
@@ -172,6 +180,10 @@ class LocalCloud:
     def stop(self) -> None:
         if self.runtime:
             self.runtime.stop()
+        if self._athena_server is not None:
+            self._athena_server.shutdown()
+            self._athena_server.server_close()
+            self._athena_server = None
         if self.push:
             self.push.stop()
         if self.moto_process and self.moto_process.poll() is None:
@@ -219,6 +231,16 @@ class LocalCloud:
                 time.sleep(0.1)
         raise RuntimeError("moto server did not start within 60 s")
 
+    def _start_athena_api(self) -> None:
+        """Athena's query API over DuckDB, for functions that ``use`` the audit catalogue."""
+        athena = LocalAthena(
+            self.client("s3"),
+            physical_name("bucket", t.ARCHIVE_BUCKET.name),
+            self.home / "athena-api",
+        )
+        self._athena_server = serve(athena_api_handler(LocalAthenaApi(athena)), "127.0.0.1", 0)
+        self.athena_url = f"http://127.0.0.1:{self._athena_server.server_address[1]}"
+
     # -- secrets ----------------------------------------------------------------------------
     def _create_secrets(self) -> None:
         sm = self.client("secretsmanager")
@@ -240,6 +262,11 @@ class LocalCloud:
             **{k: str(v) for k, v in fn.settings.items()},
             **resource_env(fn),
         }
+        for catalog in t.CATALOGS:
+            if catalog.name in fn.uses:
+                env[catalog.env] = physical_name("workgroup", catalog.name)
+                env[catalog.database_env] = physical_name("database", catalog.name)
+                env["AWS_ENDPOINT_URL_ATHENA"] = self.athena_url
         for mailer in t.MAILERS:
             if mailer.name in fn.uses:
                 env[mailer.env] = LOCAL_MAIL_FROM

@@ -18,6 +18,9 @@ _T = TypeVar("_T")
 
 #: The statuses a rule may inject, with the reason phrase its answer carries.
 FAULT_REASONS: Mapping[int, str] = {
+    # Accepted and never delivered: how Apple answers a revoked Safari subscription
+    # (WebKit bug 249766), so only the missing pings tell (subscriptions/engagement.py).
+    201: "Created",
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",

@@ -218,6 +218,8 @@ class PushService:
         """The answer of an injected status fault; 404/410 also mark the subscription gone."""
         self._counters.faults_injected[str(status)] += 1
         label = f" ({rule.name})" if rule.name else ""
+        if status == 201:  # swallowed: answered as delivered, nothing reaches the browser
+            return PushOutcome(201, "", {"TTL": "0"})
         if status in (404, 410):
             self._gone[sub_id] = status
             self._deliveries.forget_pending(sub_id)

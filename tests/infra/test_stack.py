@@ -104,6 +104,9 @@ def test_functions_find_every_resource_they_use_in_their_environment(synth):
             elif variable:
                 assert variable in env, f"{spec.name} lacks {variable} for {name!r}"
                 assert _refs(env[variable]), f"{spec.name}: {variable} must point at the resource"
+            if name in {c.name for c in t.CATALOGS}:
+                catalog = t.by_name(t.CATALOGS, name)
+                assert _refs(env[catalog.database_env]), f"{spec.name}: the Glue database"
         for key in spec.settings:
             assert key in env
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Pushpipe"
@@ -476,6 +479,35 @@ def test_glue_tables_project_hour_partitions_and_athena_has_the_named_queries(sy
     assert sorted(q["Properties"]["Name"] for q in queries.values()) == sorted(
         q.name for q in schema.NAMED_QUERIES
     )
+
+
+def test_only_functions_that_use_the_audit_catalogue_may_query_it_in_its_workgroup(synth):
+    workgroup = _logical_id(synth, "AWS::Athena::WorkGroup")
+    name = synth.resources("AWS::Athena::WorkGroup")[workgroup]["Properties"]["Name"]
+    for spec in t.FUNCTIONS:
+        policy = f"{cid(spec.name)}FnRoleDefaultPolicy"
+        athena = [
+            s
+            for lid, s in _statements(synth)
+            if lid.startswith(policy)
+            and any(a.startswith("athena:") for a in _as_list(s["Action"]))
+        ]
+        if t.AUDIT_CATALOG.name not in spec.uses:
+            assert not athena, spec.name
+            continue
+        (statement,) = athena
+        assert "athena:StartQueryExecution" in statement["Action"]
+        # the one workgroup (its name inside the ARN), which enforces the result location,
+        # its encryption and the per-query scan limit
+        (arn,) = _as_list(statement["Resource"])
+        assert f"workgroup/{name}" in json.dumps(arn)
+        glue = [
+            s
+            for lid, s in _statements(synth)
+            if lid.startswith(policy) and "glue:GetTable" in _as_list(s["Action"])
+        ]
+        assert glue and all("*" not in json.dumps(s["Resource"]) for s in glue)
+        assert "archive" in spec.uses  # Athena reads the archive with the caller's rights
 
 
 # --- alarms, dashboard, outputs ----------------------------------------------------------

@@ -35,7 +35,14 @@ def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud
                     t.ENV_CHAINS: "4",
                     t.ENV_MIN_REMAINING_MS: str(MIN_REMAINING_MS),
                     t.ENV_SWEEP_GRACE_MS: "3000",
-                }
+                },
+                # The local push service stands in for Apple's in the stale-subscription
+                # test: its subscriptions are "other", and three silent sends are enough.
+                "scheduler": {
+                    t.ENV_STALE_SERVICES: "apple,other",
+                    t.ENV_STALE_SILENT_SENDS: "3",
+                    t.ENV_STALE_GRACE_HOURS: "1",
+                },
             },
             schedule_every_s=None,  # tests run the sweeper themselves
             async_retry_delays_s=(0.5, 1.0),
