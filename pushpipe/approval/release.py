@@ -17,6 +17,7 @@ import ijson
 
 from pushpipe.audience.format import (
     Malformed,
+    check_structure,
     iter_recipients,
     read_header,
     scan_recipients,
@@ -96,4 +97,10 @@ def count_file(open_stream, policy: EndpointPolicy = BROWSERS_ONLY) -> FileCount
         raise AudienceRejected(str(exc)) from exc
     finally:
         body.close()
+    if stats.total == 0 or stats.ambiguous:
+        body = open_stream()
+        try:
+            check_structure(body)
+        finally:
+            body.close()
     return FileCount(stats.total, stats.malformed)

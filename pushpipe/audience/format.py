@@ -281,6 +281,38 @@ def read_header(stream: IO[bytes]) -> CampaignHeader:
     return CampaignHeader.parse(reader.builder.value)  # ``format`` is optional
 
 
+# What one recipient may take of the file, with whatever precedes it (the header before
+# the first one): recipients are a few hundred bytes; a single value of megabytes would be
+# held whole in memory by the parser, so the file is rejected before that happens.
+MAX_RECIPIENT_BYTES = 128 * 1024
+READ_CHUNK = 64 * 1024
+
+
+class _BoundedItems:
+    """The stream as ijson reads it, refusing to go on once more than
+    ``MAX_RECIPIENT_BYTES`` (plus one read chunk) were read without a recipient ending."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.read_bytes = 0
+        self.mark = 0
+        self.index = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.read_bytes - self.mark > MAX_RECIPIENT_BYTES + READ_CHUNK:
+            raise AudienceRejected(
+                f"recipient #{self.index} (with what precedes it) is larger than "
+                f"{MAX_RECIPIENT_BYTES // 1024} KiB; a recipient is a few hundred bytes"
+            )
+        data = self.stream.read(n)
+        self.read_bytes += len(data)
+        return data
+
+    def ended(self, index: int) -> None:
+        self.mark = self.read_bytes
+        self.index = index + 1
+
+
 def iter_recipients(
     stream: IO[bytes],
     start: int = 0,
@@ -291,10 +323,14 @@ def iter_recipients(
     """Stream the recipients array, yielding each checked recipient of chain ``chain`` (of
     ``chains``: recipient ``i`` belongs to chain ``i % chains``) from index ``start`` on.
 
-    Raises ``AudienceRejected`` if the document turns out not to be valid JSON.
+    Raises ``AudienceRejected`` if the document turns out not to be valid JSON, or a
+    recipient is over ``MAX_RECIPIENT_BYTES``.
     """
+    bounded = _BoundedItems(stream)
+    items = ijson.items(bounded, "recipients.item", use_float=True, buf_size=READ_CHUNK)
     try:
-        for index, raw in enumerate(ijson.items(stream, "recipients.item", use_float=True)):
+        for index, raw in enumerate(items):
+            bounded.ended(index)
             if index >= start and index % chains == chain:
                 yield check_recipient(index, raw, policy)
     except ijson.JSONError as exc:
@@ -309,6 +345,7 @@ class AudienceStats:
     malformed: int = 0
     reasons: dict[str, int] = field(default_factory=dict)  # reason kind -> count
     examples: list[str] = field(default_factory=list)  # first few reasons in full
+    ambiguous: bool = False  # could hold a second recipients key: check_structure tells
 
     def add(self, bad: Malformed) -> None:
         self.malformed += 1
@@ -329,30 +366,71 @@ _KINDS = {
 }
 
 
-def check_recipients_array(stream: IO[bytes]) -> None:
-    """For a file in which no recipient was found: reject it unless ``recipients`` is
-    an (empty) array. Streams; stops at the ``recipients`` value."""
+def check_structure(stream: IO[bytes]) -> None:
+    """Reject a file unless it has exactly one top-level ``recipients`` key and its value
+    is an array. Streams the whole file event by event: used only where the fast pass
+    cannot tell (no recipient found, or bytes that could spell a second key)."""
+    seen = 0
     expect = False
     try:
         for prefix, event, value in ijson.parse(stream, use_float=True):
-            if expect:
-                if event == "start_array":
-                    return
+            if expect and event != "start_array":
                 raise AudienceRejected(
                     f"recipients must be an array, got {_KINDS.get(event, event)}"
                 )
             expect = prefix == "" and event == "map_key" and value == "recipients"
+            if expect:
+                seen += 1
+                if seen > 1:
+                    raise AudienceRejected(
+                        "the audience file has a second recipients key; JSON parsers "
+                        "disagree on what that means, so write one recipients array"
+                    )
     except ijson.JSONError as exc:
         raise AudienceRejected(f"the audience file is not valid JSON: {exc}") from exc
-    raise AudienceRejected("the audience file has no recipients array")
+    if not seen:
+        raise AudienceRejected("the audience file has no recipients array")
+
+
+class _KeyWatch:
+    """The stream, watched for bytes that could be a second ``recipients`` key: the
+    literal ``"recipients"`` once more, or a ``\\u`` escape (with which a key can spell
+    the same name) after the first. A file without either has exactly one such key."""
+
+    LITERAL = b'"recipients"'
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.literals = 0
+        self.escaped = False
+        self.carry = b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        window = self.carry + data  # the carry is shorter than the literal: no double count
+        if self.literals == 0:
+            found = window.find(self.LITERAL)
+            after = window[found:] if found >= 0 else b""
+        else:
+            after = window
+        self.literals += window.count(self.LITERAL)
+        self.escaped = self.escaped or b"\\u" in after
+        self.carry = window[-(len(self.LITERAL) - 1) :]
+        return data
+
+    @property
+    def ambiguous(self) -> bool:
+        return self.literals != 1 or self.escaped
 
 
 def scan_recipients(stream: IO[bytes], policy: EndpointPolicy = BROWSERS_ONLY) -> AudienceStats:
     """Admission: read the whole recipients array once, counting good and malformed
     entries. A syntax error anywhere rejects the file before anything is sent."""
     stats = AudienceStats()
-    for item in iter_recipients(stream, policy=policy):
+    watch = _KeyWatch(stream)
+    for item in iter_recipients(watch, policy=policy):
         stats.total += 1
         if isinstance(item, Malformed):
             stats.add(item)
+    stats.ambiguous = watch.ambiguous
     return stats

@@ -100,9 +100,9 @@ def admit(
             PayloadBuilder(header, ports.signing_keys, ports.ping_url).check_size()
             with _opened(ports, bucket, key, etag) as body:
                 stats = audience.scan_recipients(body, config.endpoint_policy)
-            if stats.total == 0:
+            if stats.total == 0 or stats.ambiguous:
                 with _opened(ports, bucket, key, etag) as body:
-                    audience.check_recipients_array(body)
+                    audience.check_structure(body)
         chains = max(1, min(config.chains, -(-stats.total // config.batch_size)))
         base = Cursor(run_id, header.id, bucket, key, etag, 0, chains)
         _start(ports, header, stats, base)

@@ -4,16 +4,24 @@ the sweeper re-invokes for ever; refused endpoints are counted, never sent to.""
 
 from __future__ import annotations
 
+import io
 import json
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pushpipe.audience.format import FORMAT, HEADER_MAX_BYTES
+from pushpipe.audience.format import (
+    FORMAT,
+    HEADER_MAX_BYTES,
+    MAX_RECIPIENT_BYTES,
+    iter_recipients,
+)
 from pushpipe.sending.runs import FINAL_STATES, run_id_for
 from pushpipe.sending.service import SendConfig, admit, run_chain
+from pushpipe.shared.errors import AudienceRejected
 from pushpipe_local.sim.audiences import demo_campaign
 from tests.support.sending import AUTH, BUCKET, P256DH, TABLE, drive
 
@@ -74,6 +82,21 @@ REJECTED = [
         id="no-recipients",
     ),
     pytest.param(
+        _file(recipients=f'[{_recipient(0)}], "recipients": [{_recipient(1)}]'),
+        "second recipients key",
+        id="two-recipients-arrays",
+    ),
+    pytest.param(
+        _file(recipients=f'[{_recipient(0)}], "recipient\\u0073": [{_recipient(1)}]'),
+        "second recipients key",
+        id="second-recipients-key-spelled-with-an-escape",
+    ),
+    pytest.param(
+        _file(recipients=f'[{_recipient(0)}], "recipients": 7'),
+        "second recipients key",
+        id="second-recipients-not-an-array",
+    ),
+    pytest.param(
         _file(
             json.dumps(
                 {
@@ -115,6 +138,57 @@ def test_a_hostile_file_is_rejected_with_a_reason_and_sends_nothing(world, body,
     assert why in result.reason, result.reason
     assert head["state"] == "rejected" and head["reason"] == result.reason
     assert ports.invoker.events == [] and ports.sender.sent == []
+
+
+def test_a_recipients_key_inside_a_recipient_or_the_header_is_not_a_second_array(world):
+    nested = json.dumps({"id": "s1", "recipients": "x", "subscription": {"keys": KEYS}})
+    nested = nested.replace('"keys"', '"endpoint": "https://fcm.googleapis.com/fcm/send/1", "keys"')
+    header = demo_campaign("c1")
+    header["message"]["body"] = "recipients: été"  # json.dumps writes \\u00e9
+    campaign = json.dumps(header)
+    result, _ = _admit(world, _file(campaign, f"[{_recipient(0)}, {nested}]"))
+    assert result.status == "started" and result.total == 2, result
+
+
+def test_only_files_that_could_spell_a_second_key_pay_for_the_structural_pass():
+    from pushpipe.audience.format import scan_recipients
+
+    plain = _file(recipients=f"[{_recipient(0)}, {_recipient(1)}]")
+    assert not scan_recipients(io.BytesIO(plain)).ambiguous
+    nested = _file(recipients=f'[{_recipient(0)}, {{"recipients": 1}}]')
+    assert scan_recipients(io.BytesIO(nested)).ambiguous
+
+
+def test_one_huge_recipient_rejects_the_file_before_the_parser_holds_it_whole(world):
+    huge = json.dumps({"id": "s1", "note": "x" * 1_000_000, "subscription": {"keys": KEYS}})
+    result, head = _admit(world, _file(recipients=f"[{_recipient(0)}, {huge}]"))
+    assert result.status == "rejected" and head["state"] == "rejected"
+    assert "recipient #1 (with what precedes it) is larger than 128 KiB" in result.reason
+    assert world[0].sender.sent == []
+
+
+class _Lazy(io.RawIOBase):
+    """A file of one recipient whose id is ``size`` bytes long, produced as it is read."""
+
+    def __init__(self, size: int) -> None:
+        self.parts = iter(
+            [_file(recipients="[")[:-1] + b'{"id": "', *([b"y" * 65536] * (size // 65536))]
+        )
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        return b"" if n == 0 else next(self.parts, b"")
+
+
+def test_a_recipient_of_any_size_costs_at_most_its_limit_in_memory():
+    tracemalloc.start()
+    with pytest.raises(AudienceRejected, match="larger than 128 KiB"):
+        list(iter_recipients(_Lazy(200 * 1024 * 1024)))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 4 * MAX_RECIPIENT_BYTES, peak
 
 
 def test_text_that_is_not_unicode_is_rejected_not_crashed_on_later():
