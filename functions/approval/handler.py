@@ -17,15 +17,15 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions import body_gate
 from functions.approval.app import app
-from functions.body_limit import too_large
 from pushpipe.approval.service import prepare, release, sweep
 from pushpipe.approval.wiring import wiring
 from pushpipe.shared.observability import logger, metrics, tracer
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # responses carry tokens
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     action = event.get("action")
@@ -39,8 +39,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         w = wiring()
         return sweep(w.ports, w.config)
     if "requestContext" in event:
-        early = too_large(event)
-        if early is not None:
-            return early
+        refused = body_gate.check(event)
+        if refused is not None:
+            metrics.add_metric(name=body_gate.MALFORMED_METRIC, unit="Count", value=1)
+            logger.info("body refused", extra={"reason": refused.code})
+            return refused.response()
         return app.resolve(event, context)
     raise ValueError(f"approval got an event it does not know: keys {sorted(event)}")

@@ -1,8 +1,9 @@
 """ping_handler: the HTTP API of pings, orders, reports and subscriptions.
 
-API Gateway HTTP API (payload v2). Before routing, two checks Powertools' validation
-cannot do: a body over the limit is refused with 413 without being parsed, and a
-``text/plain`` ping (what sw.js sends, to avoid a CORS preflight per ping) is read as JSON.
+API Gateway HTTP API (payload v2). Before routing, what Powertools' validation cannot do:
+the body gate (functions/body_gate.py) refuses oversized, non-UTF-8, malformed and
+too-deep bodies with a 4xx, and a ``text/plain`` ping (what sw.js sends, to avoid a CORS
+preflight per ping) is read as JSON.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.body_limit import MAX_BODY_BYTES, too_large
+from functions import body_gate
 from functions.ping_handler.app import app
 from pushpipe.pings.wiring import api_ports
 from pushpipe.shared.observability import logger, metrics, tracer
@@ -21,13 +22,15 @@ PLAIN_JSON_PATHS = ("/v1/pings",)
 
 
 def precheck(event: dict[str, Any], max_ping_bytes: int) -> dict[str, Any] | None:
-    """413 for oversized bodies; ``text/plain`` pings read as JSON. Mutates ``event``."""
+    """The body gate's refusal (4xx, CORS-readable) or None; ``text/plain`` pings are read
+    as JSON. Mutates ``event``."""
     path = event.get("rawPath", "")
-    limit = max_ping_bytes if path in PLAIN_JSON_PATHS else MAX_BODY_BYTES
-    refused = too_large(event, limit, cors=True)
+    limit = max_ping_bytes if path in PLAIN_JSON_PATHS else body_gate.MAX_BODY_BYTES
+    refused = body_gate.check(event, limit, json_even_if=("text/plain",))
     if refused is not None:
-        metrics.add_metric(name="RequestsTooLarge", unit="Count", value=1)
-        return refused
+        metrics.add_metric(name=body_gate.MALFORMED_METRIC, unit="Count", value=1)
+        logger.info("body refused", extra={"path": path, "reason": refused.code})
+        return refused.response(cors=True)
     headers = event.setdefault("headers", {}) or {}
     if path in PLAIN_JSON_PATHS and headers.get("content-type", "").startswith("text/plain"):
         headers["content-type"] = "application/json"
@@ -35,7 +38,7 @@ def precheck(event: dict[str, Any], max_ping_bytes: int) -> dict[str, Any] | Non
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # responses carry tokens
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     early = precheck(event, api_ports().max_ping_bytes)

@@ -57,7 +57,7 @@ def _admit_record(record: SQSRecord, lambda_context: LambdaContext) -> list[dict
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # responses carry tokens
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
     action = event.get("action")

@@ -186,6 +186,7 @@ class PushpipeFunction(Construct):
         env = {
             "POWERTOOLS_SERVICE_NAME": SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
+            "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",  # responses carry tokens, keys
         }
         for name in self.spec.uses:
             variable = _resource_env(name)
