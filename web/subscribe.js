@@ -5,6 +5,7 @@
  *     pushpipe.subscribe({
  *       api: 'https://<api id>.execute-api.<region>.amazonaws.com', // the HTTP API base
  *       tenant: 'acme',
+ *       siteKey: 'sk-...',         // the tenant's public site key (bound to its web origins)
  *       vapidPublicKey: 'BF...',   // base64url, from the stack output / local cloud
  *       topics: ['news'], language: 'de', country: 'DE',
  *       serviceWorker: '/sw.js',
@@ -34,8 +35,8 @@
 
   async function subscribe(options) {
     const o = options || {};
-    if (!o.api || !o.tenant || !o.vapidPublicKey) {
-      return fail('api, tenant and vapidPublicKey are required');
+    if (!o.api || !o.tenant || !o.siteKey || !o.vapidPublicKey) {
+      return fail('api, tenant, siteKey and vapidPublicKey are required');
     }
     if (!('serviceWorker' in navigator) || !('PushManager' in global)) {
       return fail('this browser does not support Web Push');
@@ -53,7 +54,7 @@
     }
     const response = await fetch(o.api.replace(/\/$/, '') + '/v1/subscriptions', {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
+      headers: { 'Content-Type': 'application/json', 'X-Pushpipe-Site-Key': o.siteKey },
       body: JSON.stringify({
         tenant: o.tenant,
         subscription: subscription.toJSON(),

@@ -7,6 +7,7 @@ Domain errors become HTTP answers in one place, the exception handlers at the en
 
 from __future__ import annotations
 
+import hmac
 import time
 from http import HTTPStatus
 from typing import Annotated
@@ -30,18 +31,24 @@ from pushpipe.pings.reports import CampaignReport, build_report
 from pushpipe.pings.wiring import api_ports
 from pushpipe.shared.errors import ConfigurationError, InvalidSubscription, StoreError
 from pushpipe.shared.observability import logger, metrics
+from pushpipe.shared.ratelimit import RateLimited
 from pushpipe.shared.tenants import (
+    SITE_KEY_HEADER,
     WEBHOOK_SIGNATURE_HEADER,
     WEBHOOK_TENANT_HEADER,
     Forbidden,
     NotAuthenticated,
 )
 from pushpipe.shared.tokens import TokenExpired, TokenInvalid
-from pushpipe.subscriptions.models import SubscribeIn, subscription_from_request
+from pushpipe.subscriptions.models import (
+    KeysChangeRefused,
+    SubscribeIn,
+    subscription_from_request,
+)
 
 cors = CORSConfig(
     allow_origin="*",  # pings and subscriptions come from every shop's domain
-    allow_headers=["Content-Type", "Authorization", "X-Pushpipe-Auth"],
+    allow_headers=["Content-Type", "Authorization", "X-Pushpipe-Auth", SITE_KEY_HEADER],
     max_age=86400,
 )
 app = APIGatewayHttpResolver(cors=cors, enable_validation=True)
@@ -157,10 +164,29 @@ def get_report(
     "/v1/subscriptions",
     tags=["subscriptions"],
     summary="Subscribe a browser (PushSubscription.toJSON() plus topics, language, country)",
-    responses={201: {"description": "stored"}, 422: ERRORS[422]},
+    description=f"The tenant is the one whose public site key is in `{SITE_KEY_HEADER}`; "
+    "the request must come from one of that key's allowed web origins (`Origin`) and "
+    "stays within its per-minute limit. Subscribing a known endpoint again updates it; "
+    "changing its keys needs the current subscription's auth secret in `X-Pushpipe-Auth`.",
+    responses={
+        201: {"description": "stored"},
+        401: ERRORS[401],
+        403: {"description": "origin not allowed / keys change without proof"},
+        422: ERRORS[422],
+        429: {"description": "over the site key's per-minute limit"},
+    },
 )
-def post_subscription(body: SubscribeIn) -> Response[SubscribeOut]:
-    sub = api_ports().subscriptions.put(subscription_from_request(body))
+def post_subscription(
+    body: SubscribeIn,
+    site_key: Annotated[str | None, Header(alias=SITE_KEY_HEADER.lower())] = None,
+    origin: Annotated[str | None, Header()] = None,
+    x_pushpipe_auth: Annotated[str | None, Header(alias="x-pushpipe-auth")] = None,
+) -> Response[SubscribeOut]:
+    ports = api_ports()
+    tenant, site = ports.tenants.authorize_site(site_key, origin, body.tenant)
+    ports.limiter.take(f"subscribe#{tenant}", site.subscribe_per_minute)
+    sub = ports.subscriptions.put(subscription_from_request(body, tenant), proof=x_pushpipe_auth)
+    metrics.add_metric(name="Subscribed", unit="Count", value=1)
     return Response(
         status_code=HTTPStatus.CREATED,
         content_type=content_types.APPLICATION_JSON,
@@ -172,25 +198,42 @@ def post_subscription(body: SubscribeIn) -> Response[SubscribeOut]:
     "/v1/subscriptions/<sub_id>",
     tags=["subscriptions"],
     summary="Unsubscribe; proven by the subscription's auth secret in X-Pushpipe-Auth",
-    responses={204: {"description": "removed"}, 403: ERRORS[403], 404: {"description": "none"}},
+    description="Idempotent: a subscription that is already gone (unsubscribed, pruned "
+    "after a 404/410) answers 204 as well, so a browser's own unsubscribe always succeeds.",
+    responses={204: {"description": "removed (or already gone)"}, 403: ERRORS[403]},
 )
 def delete_subscription(
     sub_id: str,
     tenant: Annotated[str, Query(min_length=1, max_length=64)],
     x_pushpipe_auth: Annotated[str | None, Header(alias="x-pushpipe-auth")] = None,
 ) -> Response[None]:
-    import hmac
-
     store = api_ports().subscriptions
     sub = store.get(tenant, sub_id)
-    if sub is None:
-        raise NotFoundError(f"no subscription {sub_id} for tenant {tenant}")
-    if not x_pushpipe_auth or not hmac.compare_digest(
-        x_pushpipe_auth.encode(), sub.keys.auth.encode()
-    ):
-        raise Forbidden("X-Pushpipe-Auth must carry the subscription's auth secret")
-    store.delete(tenant, sub_id)
+    if sub is not None:
+        if not x_pushpipe_auth or not hmac.compare_digest(
+            x_pushpipe_auth.encode(), sub.keys.auth.encode()
+        ):
+            raise Forbidden("X-Pushpipe-Auth must carry the subscription's auth secret")
+        store.delete(tenant, sub_id)
     return Response(status_code=HTTPStatus.NO_CONTENT)
+
+
+SITE_PATHS = "/v1/subscriptions"
+
+
+def site_cors(event: dict, response: dict) -> dict:
+    """Subscription routes answer CORS for the tenants' allowed web origins only (the
+    other routes are for every shop and answer ``*``). Mutates and returns ``response``."""
+    if not str(event.get("rawPath", "")).startswith(SITE_PATHS):
+        return response
+    headers = response.setdefault("headers", {})
+    for name in [k for k in headers if k.lower() == "access-control-allow-origin"]:
+        del headers[name]
+    origin = (event.get("headers") or {}).get("origin")
+    if api_ports().tenants.site_origin_allowed(origin):
+        headers["Access-Control-Allow-Origin"] = origin
+    headers["Vary"] = "Origin"
+    return response
 
 
 @app.get("/openapi.json", include_in_schema=False)
@@ -228,6 +271,23 @@ def _forbidden(exc: Forbidden) -> Response:
 @app.exception_handler(NotFoundError)
 def _not_found(exc: NotFoundError) -> Response:
     return _error(HTTPStatus.NOT_FOUND, "not_found", str(exc.msg))
+
+
+@app.exception_handler(KeysChangeRefused)
+def _keys_change_refused(exc: KeysChangeRefused) -> Response:
+    metrics.add_metric(name="SubscriptionTakeoversRefused", unit="Count", value=1)
+    return _error(HTTPStatus.FORBIDDEN, "keys_change_refused", str(exc))
+
+
+@app.exception_handler(RateLimited)
+def _rate_limited(exc: RateLimited) -> Response:
+    metrics.add_metric(name="RequestsRateLimited", unit="Count", value=1)
+    return Response(
+        status_code=HTTPStatus.TOO_MANY_REQUESTS,
+        content_type=content_types.APPLICATION_JSON,
+        body=ErrorBody(error="rate_limited", message=str(exc)).model_dump(),
+        headers={"Retry-After": str(exc.retry_after_s)},
+    )
 
 
 @app.exception_handler(InvalidSubscription)

@@ -14,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions import body_gate
-from functions.ping_handler.app import app
+from functions.ping_handler.app import app, site_cors
 from pushpipe.pings.wiring import api_ports
 from pushpipe.shared.observability import logger, metrics, tracer
 
@@ -43,5 +43,5 @@ def precheck(event: dict[str, Any], max_ping_bytes: int) -> dict[str, Any] | Non
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     early = precheck(event, api_ports().max_ping_bytes)
     if early is not None:
-        return early
-    return app.resolve(event, context)
+        return site_cors(event, early)
+    return site_cors(event, app.resolve(event, context))

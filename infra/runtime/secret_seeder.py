@@ -66,6 +66,8 @@ def tenant_entry() -> dict[str, Any]:
         "report_keys": [secrets.token_urlsafe(32)],
         "webhook_secret": secrets.token_urlsafe(32),
         "attribution_window_h": 24,
+        # public; no origin is allowed until the operator adds the shop's web origins
+        "site": {"key": f"sk-{secrets.token_urlsafe(18)}", "origins": []},
     }
     TenantConfig.model_validate(entry)
     return entry

@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from pushpipe.pings.counters import CounterStore
 from pushpipe.pings.ingest import KinesisPingWriter
+from pushpipe.shared.ratelimit import WindowLimiter
 from pushpipe.shared.secrets import SecretReader
 from pushpipe.shared.settings import aggregate_settings, ping_api_settings
 from pushpipe.shared.tenants import TenantDirectory
@@ -23,6 +24,7 @@ class ApiPorts:
     counters: CounterStore
     subscriptions: SubscriptionStore
     tenants: TenantDirectory
+    limiter: WindowLimiter  # in the counters table
     max_ping_bytes: int
 
 
@@ -36,6 +38,7 @@ def api_ports() -> ApiPorts:
         counters=CounterStore(s.counters_table),
         subscriptions=SubscriptionStore(s.subscriptions_table),
         tenants=TenantDirectory(lambda: secrets.json(s.tenant_secret)),
+        limiter=WindowLimiter(s.counters_table),
         max_ping_bytes=s.max_ping_bytes,
     )
 

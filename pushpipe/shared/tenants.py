@@ -5,9 +5,15 @@ Secret shape::
     {"tenants": {
         "acme": {"report_keys": ["<bearer key>", ...],      # reports: Authorization: Bearer
                  "webhook_secret": "<shared secret>",       # orders: X-Pushpipe-Hmac-Sha256
-                 "attribution_window_h": 24}}}
+                 "attribution_window_h": 24,
+                 "site": {"key": "<public site key>",          # X-Pushpipe-Site-Key
+                          "origins": ["https://shop.example"], # where it may be used from
+                          "subscribe_per_minute": 600}}}}
 
-Several report keys may be valid at once so a tenant can rotate without downtime.
+Several report keys may be valid at once so a tenant can rotate without downtime. The
+site key is public (it is in the shop's page): what binds it is the browser's ``Origin``
+(a page of another site cannot use it, and the API's CORS answers name only allowed
+origins) and the per-minute limit (what bounds a script that forges ``Origin``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from pushpipe.shared.errors import ConfigurationError, PushpipeError
 DEFAULT_ATTRIBUTION_WINDOW_H = 24
 WEBHOOK_SIGNATURE_HEADER = "X-Pushpipe-Hmac-Sha256"
 WEBHOOK_TENANT_HEADER = "X-Pushpipe-Tenant"
+SITE_KEY_HEADER = "X-Pushpipe-Site-Key"
+DEFAULT_SUBSCRIBE_PER_MINUTE = 600
 
 
 class NotAuthenticated(PushpipeError):
@@ -34,8 +42,15 @@ class Forbidden(PushpipeError):
     """Valid credentials that do not grant this (HTTP 403)."""
 
 
+class SiteKey(BaseModel):
+    key: str = Field(min_length=16, max_length=128)
+    origins: list[str] = Field(default_factory=list)  # exact: scheme://host[:port]
+    subscribe_per_minute: int = Field(default=DEFAULT_SUBSCRIBE_PER_MINUTE, ge=1, le=100_000)
+
+
 class TenantConfig(BaseModel):
     report_keys: list[str] = Field(default_factory=list)
+    site: SiteKey | None = None
     webhook_secret: str | None = Field(default=None, min_length=16)
     attribution_window_h: int = Field(default=DEFAULT_ATTRIBUTION_WINDOW_H, ge=1, le=30 * 24)
 
@@ -75,6 +90,41 @@ class TenantDirectory:
         if owner != tenant:
             raise Forbidden(f"this report key cannot read tenant {tenant!r}")
         return self._tenants()[owner]
+
+    def authorize_site(
+        self, site_key: str | None, origin: str | None, claimed_tenant: str | None = None
+    ) -> tuple[str, SiteKey]:
+        """The tenant whose public site key ``site_key`` is, used from ``origin``.
+
+        Unknown keys are 401; a key used from an origin it is not bound to, or for a
+        tenant other than its own, is 403.
+        """
+        if not site_key:
+            raise NotAuthenticated(f"missing {SITE_KEY_HEADER} header (the tenant's site key)")
+        given = site_key.strip().encode()
+        owner: tuple[str, SiteKey] | None = None
+        for name, cfg in self._tenants().items():
+            if cfg.site is not None and hmac.compare_digest(given, cfg.site.key.encode()):
+                owner = (name, cfg.site)
+        if owner is None:
+            raise NotAuthenticated("site key is not valid")
+        tenant, site = owner
+        if claimed_tenant and claimed_tenant != tenant:
+            raise Forbidden(f"this site key cannot subscribe to tenant {claimed_tenant!r}")
+        if not origin or origin not in site.origins:
+            raise Forbidden(
+                f"origin {origin or '(none)'} is not one of this site key's allowed web origins"
+            )
+        return tenant, site
+
+    def site_origin_allowed(self, origin: str | None) -> bool:
+        """Whether ``origin`` is an allowed web origin of any tenant's site key (what a
+        CORS preflight, which carries no key, can be answered from)."""
+        if not origin:
+            return False
+        return any(
+            cfg.site is not None and origin in cfg.site.origins for cfg in self._tenants().values()
+        )
 
     def verify_webhook(
         self, tenant: str | None, body: bytes, signature: str | None

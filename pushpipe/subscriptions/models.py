@@ -15,13 +15,17 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pushpipe.push.endpoints import deployed_policy
-from pushpipe.shared.errors import InvalidSubscription
+from pushpipe.shared.errors import InvalidSubscription, PushpipeError
 
 TOPIC_SHARDS = 4
 ALL = "*"
 MAX_TOPICS = 20
 _TOPIC = re.compile(r"^[a-z0-9_.:-]{1,64}$")
 _TENANT = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class KeysChangeRefused(PushpipeError):
+    """A known endpoint re-subscribed with other keys, without proof (HTTP 403)."""
 
 
 def _unb64(value: str) -> bytes:
@@ -109,7 +113,8 @@ class SubscribeIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tenant: Annotated[str, Field(pattern=_TENANT.pattern)]
+    # the tenant is the site key's; a tenant named here must be that one
+    tenant: Annotated[str | None, Field(pattern=_TENANT.pattern)] = None
     subscription: PushSubscriptionIn
     topics: list[str] = Field(default_factory=list, max_length=MAX_TOPICS)
     language: str = "en"
@@ -137,12 +142,15 @@ class PushSubscriptionIn(BaseModel):
 SubscribeIn.model_rebuild()
 
 
-def subscription_from_request(body: SubscribeIn, now: datetime | None = None) -> Subscription:
-    """Validate a subscribe request into a Subscription (InvalidSubscription if not)."""
+def subscription_from_request(
+    body: SubscribeIn, tenant: str, now: datetime | None = None
+) -> Subscription:
+    """Validate a subscribe request for ``tenant`` into a Subscription
+    (InvalidSubscription if not)."""
     try:
         return Subscription(
-            id=subscription_id(body.tenant, body.subscription.endpoint),
-            tenant=body.tenant,
+            id=subscription_id(tenant, body.subscription.endpoint),
+            tenant=tenant,
             endpoint=body.subscription.endpoint,
             keys=body.subscription.keys,
             topics=body.topics,

@@ -18,6 +18,7 @@ pruned endpoint) disappears from every topic at once.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from pushpipe.shared.errors import StoreError
 from pushpipe.subscriptions.models import (
     ALL,
     TOPIC_SHARDS,
+    KeysChangeRefused,
     Subscription,
     SubscriptionKeys,
     topic_shard,
@@ -103,10 +105,28 @@ class SubscriptionStore:
         item = self._primary(tenant, sub_id)
         return _from_item(item) if item else None
 
-    def put(self, sub: Subscription) -> Subscription:
-        """Create or replace; topic copies follow in the same transaction."""
+    def put(
+        self, sub: Subscription, proof: str | None = None, operator: bool = False
+    ) -> Subscription:
+        """Create or replace; topic copies follow in the same transaction.
+
+        A known endpoint's keys change only with ``proof`` (the auth secret of the stored
+        subscription, which only its browser holds) or by an ``operator``: otherwise
+        anyone who learned an endpoint could take over its pushes and lock the owner out
+        of their own unsubscribe (``KeysChangeRefused``).
+        """
         old_item = self._primary(sub.tenant, sub.id)
         old = _from_item(old_item) if old_item else None
+        if (
+            old is not None
+            and old.keys != sub.keys
+            and not operator
+            and not (proof and hmac.compare_digest(proof.encode(), old.keys.auth.encode()))
+        ):
+            raise KeysChangeRefused(
+                "this endpoint is subscribed with other keys: changing them needs the "
+                "current subscription's auth secret in X-Pushpipe-Auth"
+            )
         if old is not None:
             sub = sub.model_copy(update={"created_at": old.created_at})
         version = int(old_item["version"]["N"]) if old_item and "version" in old_item else 0

@@ -14,6 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pushpipe import topology as t
 
 DEMO_TENANT = "demo"
+# Where a local shop page may subscribe from: `python -m http.server -d web 8000` serves
+# web/index.html at this origin (the site key is bound to it).
+LOCAL_SITE_ORIGINS = ("http://localhost:8000", "http://127.0.0.1:8000")
 
 
 def _b64url(data: bytes) -> str:
@@ -21,11 +24,13 @@ def _b64url(data: bytes) -> str:
 
 
 def new_tenant() -> dict[str, Any]:
-    """A tenant's entry in the tenant secret: a random report key and webhook secret."""
+    """A tenant's entry in the tenant secret: a random report key, webhook secret and
+    public site key (bound to the local shop page's origins)."""
     return {
         "report_keys": [f"rk-{secrets.token_urlsafe(24)}"],
         "webhook_secret": f"wh-{secrets.token_urlsafe(24)}",
         "attribution_window_h": 24,
+        "site": {"key": f"sk-{secrets.token_urlsafe(18)}", "origins": list(LOCAL_SITE_ORIGINS)},
     }
 
 

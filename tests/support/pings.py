@@ -24,6 +24,11 @@ from pushpipe_local.cloud.provision import create_table
 from tests.support.events import FakeContext, http_event
 
 REGION = "us-east-1"
+# subscribe.js's headers for the acme tenant's shop (its public site key, its origin)
+ACME_SITE = {
+    "X-Pushpipe-Site-Key": "acme-site-key-0123456789",
+    "Origin": "https://shop.acme.example",
+}
 SIGNING_KEY = base64.urlsafe_b64encode(b"k" * 32).rstrip(b"=").decode()
 SIGNING_SECRET_VALUE = {"active": "k1", "keys": {"k1": SIGNING_KEY}}
 TENANTS = {
@@ -31,11 +36,17 @@ TENANTS = {
         "report_keys": ["acme-report-key-0123456789"],
         "webhook_secret": "acme-webhook-secret-0123456789",
         "attribution_window_h": 24,
+        "site": {
+            "key": "acme-site-key-0123456789",
+            "origins": ["https://shop.acme.example"],
+            "subscribe_per_minute": 5,
+        },
     },
     "globex": {
         "report_keys": ["globex-report-key-0123456789"],
         "webhook_secret": "globex-webhook-secret-0123456789",
         "attribution_window_h": 2,
+        "site": {"key": "globex-site-key-0123456789", "origins": ["https://globex.example"]},
     },
 }
 

@@ -95,7 +95,7 @@ def test_every_route_answers_a_hostile_body_with_a_4xx_and_a_reason(handlers, ro
     body, content_type = HOSTILE[kind]
     resp = handlers(route, body, content_type)
     status = resp["statusCode"]
-    if route.method == "GET":  # a GET reads no body: whatever it answers, never a 5xx
+    if route.method in ("GET", "DELETE"):  # they read no body: whatever they answer, no 5xx
         assert status < 500, resp
         return
     assert 400 <= status < 500, resp

@@ -165,12 +165,14 @@ def test_over_16_kb_is_refused_unparsed(api):
     assert stream_records(p) == []
 
 
-def test_cors_preflight_is_open_to_any_origin(api):
+def test_ping_preflights_are_open_to_any_origin(api):
+    """Pings come from every shop's service worker (subscription routes, bound to the
+    tenants' origins, are tested in tests/unit/subscriptions)."""
     call, _ = api
     status, _, resp = call(
         http_event(
             "OPTIONS",
-            "/v1/subscriptions",
+            "/v1/pings",
             headers={
                 "Origin": "https://shop.example",
                 "Access-Control-Request-Method": "POST",
