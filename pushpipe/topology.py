@@ -48,7 +48,9 @@ ENV_MAIL_FROM = "MAIL_FROM"
 ENV_MAIL_CONFIGURATION_SET = "MAIL_CONFIGURATION_SET"
 ENV_APPROVER_EMAILS = "APPROVER_EMAILS"  # comma-separated
 
-AUDIENCE_PREFIX = "audiences/"
+AUDIENCE_PREFIX = "audiences/"  # audiences/<tenant>/... (pushpipe/audience/keys.py)
+DRAFTS_PREFIX = "drafts/"  # drafts/<tenant>/...: ad-hoc drafts, sent only once approved
+STALE_REPORTS_PREFIX = "stale-subscriptions/"
 SENDS_ARCHIVE_PREFIX = "sends/"
 PINGS_ARCHIVE_PREFIX = "pings/"
 

@@ -19,6 +19,7 @@ import secrets
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+from pushpipe import topology as t
 from pushpipe.approval.links import new_claims, sign_link
 from pushpipe.approval.mail import (
     Links,
@@ -41,6 +42,7 @@ from pushpipe.approval.ports import ApprovalConfig, ApprovalPorts
 from pushpipe.approval.release import count_file, count_segment, file_recipients, segment_recipients
 from pushpipe.approval.store import SYSTEM
 from pushpipe.audience.format import Recipient
+from pushpipe.audience.keys import audience_key, tenant_of, tenant_prefix
 from pushpipe.audience.payloads import PayloadBuilder
 from pushpipe.audience.writer import Counter, audience_chunks
 from pushpipe.shared.errors import AudienceChanged, AudienceRejected, PayloadTooLarge, StoreError
@@ -54,8 +56,9 @@ def new_request_id() -> str:
     return "r" + secrets.token_hex(8)
 
 
-def audience_key_for(config: ApprovalConfig, request_id: str) -> str:
-    return f"{config.audience_prefix}{REQUESTS_SUBPREFIX}{request_id}.json"
+def audience_key_for(config: ApprovalConfig, req: ApprovalRequest) -> str:
+    """The approved audience of ``req``: under its tenant's audience prefix."""
+    return audience_key(config.audience_prefix, req.tenant, f"{REQUESTS_SUBPREFIX}{req.id}.json")
 
 
 def submit(body: RequestIn, ports: ApprovalPorts, config: ApprovalConfig) -> ApprovalRequest:
@@ -77,15 +80,16 @@ def submit(body: RequestIn, ports: ApprovalPorts, config: ApprovalConfig) -> App
         raise RequestInvalid(str(exc)) from exc
     if isinstance(body.audience, FileAudience):
         key = body.audience.key
-        if key.startswith(config.audience_prefix):
+        drafts = tenant_prefix(t.DRAFTS_PREFIX, body.tenant)
+        # One answer for "not there", "not yours" and "not a draft": nothing tells a tenant
+        # which of another tenant's objects exist.
+        if tenant_of(key, t.DRAFTS_PREFIX) != body.tenant or (
+            ports.objects.etag(config.audience_bucket, key) is None
+        ):
             raise RequestInvalid(
-                f"audience.key: {key!r} is under {config.audience_prefix!r}, where every file "
-                "is sent as soon as it lands; upload the draft elsewhere in the bucket "
-                "(e.g. drafts/) and request it from there"
-            )
-        if ports.objects.etag(config.audience_bucket, key) is None:
-            raise RequestInvalid(
-                f"audience.key: there is no file s3://{config.audience_bucket}/{key}"
+                f"audience.key: there is no draft {key!r} of tenant {body.tenant!r}; upload "
+                f"drafts under {drafts} (files under {config.audience_prefix} are sent as "
+                "soon as they land)"
             )
     req = ApprovalRequest(
         id=request_id,
@@ -256,7 +260,7 @@ def release(request_id: str, ports: ApprovalPorts, config: ApprovalConfig) -> st
     req = ports.store.get(request_id, decisions=False)
     if req.state != State.APPROVED:
         return f"not-approved ({req.state.value})"
-    key = audience_key_for(config, req.id)
+    key = audience_key_for(config, req)
     header = req.request.campaign_header(req.campaign)
     aud = req.request.audience
     body = None

@@ -6,7 +6,7 @@ and each definition whose send hour has come, it selects subscribers from the
 subscription store (streamed, never loaded) and writes one audience file under the
 audience prefix, which the send path picks up like any dropped file:
 
-    audiences/scheduled/<yyyy-mm-dd>/<tenant>/<definition>.json
+    audiences/<tenant>/scheduled/<yyyy-mm-dd>/<definition>.json
 
 The file is written with ``If-None-Match: *`` and a marker outside the prefix records
 that the (day, tenant, definition) was done — also when nobody qualified — so a retried
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from pushpipe.audience import keys
 from pushpipe.audience.format import CampaignHeader
 from pushpipe.audience.writer import AudienceSink, Counter, audience_chunks
 from pushpipe.shared.observability import logger
@@ -205,7 +206,8 @@ class ScheduledResult:
 
 
 def audience_key(prefix: str, day: date, tenant: str, campaign: ScheduledCampaign) -> str:
-    return f"{prefix}{SCHEDULED_SUBPREFIX}{day:%Y-%m-%d}/{tenant}/{campaign.id}.json"
+    name = f"{SCHEDULED_SUBPREFIX}{day:%Y-%m-%d}/{campaign.id}.json"
+    return keys.audience_key(prefix, tenant, name)  # under the tenant's own prefix
 
 
 def marker_key(day: date, tenant: str, campaign: ScheduledCampaign) -> str:

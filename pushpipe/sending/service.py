@@ -21,6 +21,7 @@ from typing import IO
 
 from pushpipe.audience import format as audience
 from pushpipe.audience.format import CampaignHeader
+from pushpipe.audience.keys import tenant_of
 from pushpipe.audience.payloads import PayloadBuilder
 from pushpipe.sending import streams
 from pushpipe.sending.batch import Batch, default_topic, fill_batch, utc
@@ -75,6 +76,21 @@ class AdmitResult:
 # ---------------------------------------------------------------------------------------
 # Admission
 # ---------------------------------------------------------------------------------------
+def _check_owner(key: str, header: CampaignHeader, config: SendConfig) -> None:
+    """A file is sent for the tenant whose prefix it lies under, and must say so."""
+    owner = tenant_of(key, config.audience_prefix)
+    if owner is None:
+        raise AudienceRejected(
+            f"{key} is not under a tenant's prefix: drop audience files under "
+            f"{config.audience_prefix}<tenant>/ (the tenant the header names)"
+        )
+    if header.tenant != owner:
+        raise AudienceRejected(
+            f"the file lies under tenant {owner!r}'s prefix but its header names tenant "
+            f"{header.tenant!r}: a tenant sends only from its own prefix"
+        )
+
+
 def admit(
     bucket: str,
     key: str,
@@ -97,6 +113,7 @@ def admit(
         with _content_errors(key):
             with _opened(ports, bucket, key, etag) as body:
                 header = audience.read_header(body)
+            _check_owner(key, header, config)
             PayloadBuilder(header, ports.signing_keys, ports.ping_url).check_size()
             with _opened(ports, bucket, key, etag) as body:
                 stats = audience.scan_recipients(body, config.endpoint_policy)
@@ -109,9 +126,10 @@ def admit(
     except (AudienceRejected, PayloadTooLarge, AudienceChanged) as exc:
         reason = AUDIENCE_CHANGED if isinstance(exc, AudienceChanged) else str(exc)
         logger.warning("audience rejected", extra={"run_id": run_id, "key": key, "reason": reason})
-        ports.runs.reject_run(
-            run_id, reason, header.id if header else None, header.tenant if header else None
-        )
+        # the run belongs to the tenant whose prefix the file lies under, never to the
+        # tenant a foreign file claims to be
+        owner = tenant_of(key, config.audience_prefix)
+        ports.runs.reject_run(run_id, reason, header.id if header else None, owner)
         return AdmitResult("rejected", run_id, reason=reason)
     if stats.malformed:
         logger.warning(

@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from pushpipe import topology as t
 from pushpipe.push.endpoints import endpoint_fingerprint
 from pushpipe.shared.observability import logger
 from pushpipe.subscriptions.store import SubscriptionStore
 
-REPORT_PREFIX = "stale-subscriptions/"  # in the audience bucket, outside the audience prefix
+REPORT_PREFIX = t.STALE_REPORTS_PREFIX  # in the audience bucket, outside the audience prefix
 SERVICE_NAME = re.compile(r"^[a-z0-9-]{1,32}$")
 
 

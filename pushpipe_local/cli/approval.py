@@ -103,7 +103,7 @@ def _variant(spec: str) -> dict:
 
 
 def _audience(args: argparse.Namespace, ep: Endpoints) -> dict[str, Any]:
-    """The request's audience: a local file uploaded under drafts/, or a segment."""
+    """The request's audience: a local file uploaded under drafts/<tenant>/, or a segment."""
     if not args.file:
         return {
             "kind": "segment",
@@ -112,7 +112,7 @@ def _audience(args: argparse.Namespace, ep: Endpoints) -> dict[str, Any]:
             "languages": args.language or [],
         }
     path = Path(args.file)
-    key = f"{DRAFTS}{path.name}"
+    key = f"{DRAFTS}{args.tenant}/{path.name}"
     ep.client("s3").put_object(
         Bucket=ep.name("bucket", "audience"), Key=key, Body=path.read_bytes()
     )

@@ -75,7 +75,7 @@ def _upload_draft(ctx: DemoContext) -> AdHoc:
     """Up to 2,000 of the demo's subscribers as a draft audience file."""
     tenant = ctx.results.get("tenant", "demo-shop")
     subs = ctx.subscriptions[:MAX_RECIPIENTS]
-    key = f"{DRAFTS}adhoc-{ctx.campaign}.json"
+    key = f"{DRAFTS}{tenant}/adhoc-{ctx.campaign}.json"
     ctx.endpoints.client("s3").put_object(
         Bucket=physical_name("bucket", "audience"),
         Key=key,

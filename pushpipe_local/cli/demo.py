@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pushpipe import topology as t
+from pushpipe.audience.keys import audience_key
 from pushpipe.sending.run_store import RunStore
 from pushpipe.sending.runs import RunView
 from pushpipe_local.cli.plugins import plugin_modules
@@ -95,7 +96,9 @@ def _create_subscribers(ep: Endpoints, recipients: int, out: Console) -> list[di
 
 
 def _drop_audience(ctx: DemoContext) -> _Drop:
-    key = f"{t.AUDIENCE_PREFIX}{ctx.campaign}.json"
+    key = audience_key(
+        t.AUDIENCE_PREFIX, demo_campaign(ctx.campaign)["tenant"], f"{ctx.campaign}.json"
+    )
     buf = io.BytesIO()
     size = write_audience(
         buf,

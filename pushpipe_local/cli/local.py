@@ -29,7 +29,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         f"{cloud.invoke_url}\n  HTTP API          {cloud.api_url}\n"
         f"  push service      {cloud.push_url}\n  logs              "
         f"{cloud.home / 'logs'}\n  audience bucket   "
-        f"s3://{cloud.bucket('audience')}/{t.AUDIENCE_PREFIX}"
+        f"s3://{cloud.bucket('audience')}/{t.AUDIENCE_PREFIX}<tenant>/"
     )
     console.print("Ctrl-C stops it.")
     stop: list[int] = []

@@ -10,7 +10,10 @@ from typing import Any
 from rich.console import Console
 
 from pushpipe import topology as t
+from pushpipe.audience.format import read_header
+from pushpipe.audience.keys import audience_key
 from pushpipe.sending.run_store import RunStore
+from pushpipe.shared.errors import AudienceRejected
 from pushpipe_local.cli.progress import RunStalled, follow, run_table, wait_for_run, why_lines
 from pushpipe_local.cli.session import require_running
 from pushpipe_local.cloud.cloud import physical_name
@@ -25,7 +28,14 @@ def cmd_send(args: argparse.Namespace) -> int:
         console.print(f"[red]{path} is not a file[/red]")
         return 2
     bucket = physical_name("bucket", "audience")
-    key = f"{t.AUDIENCE_PREFIX}{args.key or path.name}"
+    try:
+        with path.open("rb") as f:
+            tenant = read_header(f).tenant
+    except (AudienceRejected, ValueError) as exc:
+        console.print(f"[red]{path} is not an audience file pushpipe can send: {exc}[/red]")
+        return 2
+    # a tenant's drops lie under its own prefix; the header must name that tenant
+    key = audience_key(t.AUDIENCE_PREFIX, tenant, args.key or path.name)
     with path.open("rb") as f:
         etag = ep.client("s3").put_object(Bucket=bucket, Key=key, Body=f)["ETag"].strip('"')
     console.print(f"uploaded s3://{bucket}/{key}")

@@ -27,9 +27,9 @@ from pushpipe.shared.tenants import (
 from pushpipe_local.cloud.provision import physical_name
 from pushpipe_local.cloud.seed import new_tenant
 
-# Where a tenant uploads the audience file of an ad-hoc request (not under the audience
-# prefix, so that nothing sends it before it is approved).
-DRAFTS = "drafts/"
+# Where a tenant uploads the audience file of an ad-hoc request: under drafts/<tenant>/
+# (not under the audience prefix, so that nothing sends it before it is approved).
+DRAFTS = t.DRAFTS_PREFIX
 
 
 class Api(Protocol):

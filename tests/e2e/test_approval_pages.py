@@ -69,7 +69,7 @@ def approval_api(monkeypatch):
         keys = {"p256dh": "B" + "A" * 86, "auth": "A" * 22}
         s3.put_object(
             Bucket=BUCKET,
-            Key="drafts/weekend.json",
+            Key="drafts/acme/weekend.json",
             Body=audience_bytes(
                 {
                     "id": "d",
@@ -145,7 +145,7 @@ def test_fill_the_form_submit_and_follow_the_approve_link(approval_api):
             page.fill("#body", "20% off everything")
             page.fill("#url", "https://shop.example/weekend")
             page.check("#kind-file")
-            page.fill("#audience_key", "drafts/weekend.json")
+            page.fill("#audience_key", "drafts/acme/weekend.json")
             page.fill("#variant_1_id", "a")
             page.fill("#variant_1_percent", "50")
             page.fill("#variant_2_id", "b")
@@ -184,7 +184,7 @@ def test_fill_the_form_submit_and_follow_the_approve_link(approval_api):
         finally:
             browser.close()
 
-    doc = read_object(s3, f"audiences/requests/{request_id}.json")
+    doc = read_object(s3, f"audiences/acme/requests/{request_id}.json")
     assert len(doc["recipients"]) == 40
     assert doc["campaign"]["variants"] == [
         {"id": "a", "percent": 50.0},

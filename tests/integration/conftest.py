@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pushpipe import topology as t
+from pushpipe.audience.keys import audience_key
 from pushpipe.sending.run_store import RunStore
 from pushpipe.sending.runs import FINAL_STATES, RunView, run_id_for
 from pushpipe_local.cloud.cloud import LocalCloud, LocalOptions, physical_name
@@ -53,6 +54,9 @@ def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud
     cloud.stop()
 
 
+TENANT = "demo-shop"  # the tenant of demo_campaign(): the tests' drops lie under its prefix
+
+
 class SendHarness:
     """Drops audience files and waits for their runs, for one test."""
 
@@ -65,8 +69,15 @@ class SendHarness:
     def subscribers(self, n: int) -> list[dict]:
         return self.cloud.push_admin("POST", "/_admin/subscriptions", {"count": n})["subscriptions"]
 
+    def key(self, name: str) -> str:
+        """Where a drop of ``name`` lies: under the test tenant's audience prefix (a full
+        key under the audience prefix is taken as it is)."""
+        if name.startswith(t.AUDIENCE_PREFIX):
+            return name
+        return audience_key(t.AUDIENCE_PREFIX, TENANT, name)
+
     def drop(self, key: str, body: bytes) -> str:
-        got = self.s3.put_object(Bucket=self.bucket, Key=f"{t.AUDIENCE_PREFIX}{key}", Body=body)
+        got = self.s3.put_object(Bucket=self.bucket, Key=self.key(key), Body=body)
         return got["ETag"].strip('"')
 
     def drop_audience(self, key: str, campaign: dict, subs: list[dict], **extra) -> str:
@@ -75,7 +86,7 @@ class SendHarness:
         return self.drop(key, buf.getvalue())
 
     def run_id(self, key: str, etag: str) -> str:
-        return run_id_for(self.bucket, f"{t.AUDIENCE_PREFIX}{key}", etag)
+        return run_id_for(self.bucket, self.key(key), etag)
 
     def wait_run(self, key: str, etag: str, timeout_s: float = 180) -> RunView:
         run_id = self.run_id(key, etag)

@@ -90,7 +90,7 @@ def _receptions(send: SendHarness, campaign: str) -> Counter:
 
 def test_request_email_approve_sends_once_with_variants_and_a_control_group(send, ep, campaign_id):
     subs = send.subscribers(1_200)
-    key = f"drafts/{campaign_id}.json"
+    key = f"drafts/{TENANT}/{campaign_id}.json"
     _draft(send, key, subs)
     request_id = _request(ep, campaign_id, key)
     mails = _mails_of(ep, request_id, campaign_id)
@@ -150,7 +150,9 @@ def test_request_email_approve_sends_once_with_variants_and_a_control_group(send
     }
     assert titles == {"a": "Flash sale", "b": "B: last hours"}
     # only one audience object was ever written for the request
-    listed = send.s3.list_objects_v2(Bucket=send.bucket, Prefix=f"{t.AUDIENCE_PREFIX}requests/")
+    listed = send.s3.list_objects_v2(
+        Bucket=send.bucket, Prefix=f"{t.AUDIENCE_PREFIX}{TENANT}/requests/"
+    )
     assert [o["Key"] for o in listed["Contents"]].count(status["audience_key"]) == 1
     # the requester heard it went out; the trail says who did what
     assert any(
@@ -171,7 +173,7 @@ def test_request_email_approve_sends_once_with_variants_and_a_control_group(send
 
 def test_reject_never_sends_and_forged_links_change_nothing(send, ep, campaign_id):
     subs = send.subscribers(50)
-    key = f"drafts/{campaign_id}.json"
+    key = f"drafts/{TENANT}/{campaign_id}.json"
     _draft(send, key, subs)
     request_id = _request(ep, campaign_id, key)
     mails = _mails_of(ep, request_id, campaign_id)
@@ -189,7 +191,7 @@ def test_reject_never_sends_and_forged_links_change_nothing(send, ep, campaign_i
     time.sleep(1.0)
     assert send.cloud.runtime.wait_idle(30)
     listed = send.s3.list_objects_v2(
-        Bucket=send.bucket, Prefix=f"{t.AUDIENCE_PREFIX}requests/{request_id}"
+        Bucket=send.bucket, Prefix=f"{t.AUDIENCE_PREFIX}{TENANT}/requests/{request_id}"
     )
     assert listed["KeyCount"] == 0, "a rejected request writes no audience"
     assert not _receptions(send, campaign_id)

@@ -96,10 +96,10 @@ def _send(ports, s3, campaign: str, n: int, variants: list[dict], control: float
     ]
     header = demo_campaign(campaign, tenant="acme", variants=variants, control_percent=control)
     etag = s3.put_object(
-        Bucket="aud", Key=f"audiences/{campaign}.json", Body=audience_bytes(header, recipients)
+        Bucket="aud", Key=f"audiences/acme/{campaign}.json", Body=audience_bytes(header, recipients)
     )["ETag"]
     config = SendConfig(chains=2, batch_size=100)
-    admit("aud", f"audiences/{campaign}.json", etag, ports, config, lease_ms=60_000)
+    admit("aud", f"audiences/acme/{campaign}.json", etag, ports, config, lease_ms=60_000)
     while ports.invoker.events:
         event = ports.invoker.events.pop(0)
         run_chain(sending.Cursor.from_event(event["cursor"]), ports, config, lambda: 900_000)

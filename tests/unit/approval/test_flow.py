@@ -58,7 +58,7 @@ def _request(**over) -> RequestIn:
         "title": "Flash sale",
         "body": "Everything 30% off until midnight",
         "url": "https://shop.example/flash",
-        "audience": {"kind": "file", "key": "drafts/flash.json"},
+        "audience": {"kind": "file", "key": "drafts/acme/flash.json"},
         "variants": [
             {"id": "a", "percent": 45},
             {"id": "b", "percent": 45, "title": "Last hours: 30% off"},
@@ -70,7 +70,7 @@ def _request(**over) -> RequestIn:
 
 
 def _submitted(env, n: int = 120, malformed: int = 0, **over):
-    env.put_audience("drafts/flash.json", n, malformed)
+    env.put_audience("drafts/acme/flash.json", n, malformed)
     req = submit(_request(**over), env.ports, env.config)
     [event] = env.invoker.take("prepare")
     assert prepare(event["request"], env.ports, env.config) == "mailed"
@@ -105,6 +105,24 @@ def test_a_request_is_counted_by_streaming_and_mailed_to_approvers_and_requester
     assert _links(env, APPROVERS[0])["approve"] != _links(env, APPROVERS[1])["approve"]
 
 
+def test_another_tenants_draft_gets_the_answer_a_missing_one_gets(env):
+    """A request may name only its own tenant's drafts, and the refusal of another
+    tenant's existing draft is word for word that of a draft that does not exist: it
+    tells nothing of which of their files exist or how big they are."""
+    env.put_audience("drafts/globex/secret.json", 5000)
+    env.put_audience("flash.json", 5)  # outside every tenant's drafts
+
+    def refusal(key: str) -> str:
+        with pytest.raises(RequestInvalid) as err:
+            submit(_request(audience={"kind": "file", "key": key}), env.ports, env.config)
+        return str(err.value).replace(key, "<key>")
+
+    assert refusal("drafts/globex/secret.json") == refusal("drafts/globex/nothing.json")
+    assert refusal("drafts/globex/secret.json") == refusal("drafts/acme/nothing.json")
+    assert "drafts/acme/" in refusal("flash.json")
+    assert env.invoker.events == [] and env.mails() == []
+
+
 @pytest.mark.parametrize(
     ("over", "message"),
     [
@@ -116,12 +134,12 @@ def test_a_request_is_counted_by_streaming_and_mailed_to_approvers_and_requester
             },
             "unique",
         ),
-        ({"audience": {"kind": "file", "key": "audiences/now.json"}}, "is under 'audiences/'"),
-        ({"audience": {"kind": "file", "key": "drafts/missing.json"}}, "there is no file"),
+        ({"audience": {"kind": "file", "key": "audiences/acme/now.json"}}, "no draft"),
+        ({"audience": {"kind": "file", "key": "drafts/acme/missing.json"}}, "no draft"),
     ],
 )
 def test_invalid_requests_are_refused_before_anyone_is_asked(env, over, message):
-    env.put_audience("drafts/flash.json", 5)
+    env.put_audience("drafts/acme/flash.json", 5)
     with pytest.raises(RequestInvalid) as err:
         submit(_request(**over), env.ports, env.config)
     assert message in str(err.value)
@@ -129,7 +147,7 @@ def test_invalid_requests_are_refused_before_anyone_is_asked(env, over, message)
 
 
 def test_an_oversized_payload_is_refused_with_its_size(env):
-    env.put_audience("drafts/flash.json", 5)
+    env.put_audience("drafts/acme/flash.json", 5)
     big = {"title": "T" * 200, "body": "B" * 1000, "url": "https://x.example/" + "u" * 1000}
     big_variants = [
         {"id": "a", "percent": 50, "body": "é" * 1000},
@@ -141,7 +159,7 @@ def test_an_oversized_payload_is_refused_with_its_size(env):
 
 
 def test_a_request_needs_enough_approvers_other_than_the_requester(env):
-    env.put_audience("drafts/flash.json", 5)
+    env.put_audience("drafts/acme/flash.json", 5)
     env.config.approvers = (REQUESTER, "alice@example.com")
     env.config.approvals_required = 2
     with pytest.raises(RequestInvalid, match="only 1 approver"):
@@ -149,14 +167,14 @@ def test_a_request_needs_enough_approvers_other_than_the_requester(env):
 
 
 def test_a_campaign_id_is_never_reused(env):
-    env.put_audience("drafts/flash.json", 5)
+    env.put_audience("drafts/acme/flash.json", 5)
     submit(_request(campaign="spring-1"), env.ports, env.config)
     with pytest.raises(RequestInvalid, match="already used"):
         submit(_request(campaign="spring-1"), env.ports, env.config)
 
 
 def test_an_audience_file_that_is_not_one_is_refused_and_the_requester_told(env):
-    env.s3.put_object(Bucket=BUCKET, Key="drafts/flash.json", Body=b'{"campaign": [1,2')
+    env.s3.put_object(Bucket=BUCKET, Key="drafts/acme/flash.json", Body=b'{"campaign": [1,2')
     req = submit(_request(), env.ports, env.config)
     assert prepare(req.id, env.ports, env.config) == "refused"
     stored = env.ports.store.get(req.id)
@@ -181,7 +199,7 @@ def test_approve_releases_the_audience_exactly_once(env):
     assert release(event["request"], env.ports, env.config) == "released"
     # a second release (async retry, sweeper) writes nothing new
     assert release(event["request"], env.ports, env.config).startswith("not-approved")
-    key = audience_key_for(env.config, req.id)
+    key = audience_key_for(env.config, req)
     doc = read_object(env.s3, key)
     assert doc["campaign"]["id"] == req.campaign
     assert doc["campaign"]["variants"][1]["message"] == {"title": "Last hours: 30% off"}
@@ -405,7 +423,7 @@ def test_a_segment_audience_is_counted_and_released_from_the_subscriptions(env):
     assert env.ports.store.get(req.id).audience_total == 9  # 10 shoe subscribers, one muted
     perform(token_of(_links(env, "carol@example.com")["approve"]), env.ports, env.config)
     release(req.id, env.ports, env.config)
-    doc = read_object(env.s3, audience_key_for(env.config, req.id))
+    doc = read_object(env.s3, audience_key_for(env.config, req))
     assert sorted(r["id"] for r in doc["recipients"]) == sorted(
         f"s{i}" for i in range(30) if i % 3 == 0 and i != 3
     )
@@ -418,18 +436,18 @@ def test_release_streams_big_audiences_in_parts_and_writes_once(env, monkeypatch
     req = _submitted(env, n=3000)
     perform(token_of(_links(env, "alice@example.com")["approve"]), env.ports, env.config)
     assert release(req.id, env.ports, env.config) == "released"
-    doc = read_object(env.s3, audience_key_for(env.config, req.id))
+    doc = read_object(env.s3, audience_key_for(env.config, req))
     assert len(doc["recipients"]) == 3000
     # a racing second writer finds the object there and creates nothing
-    again = env.ports.writer.write_once(BUCKET, audience_key_for(env.config, req.id), iter([b"{}"]))
+    again = env.ports.writer.write_once(BUCKET, audience_key_for(env.config, req), iter([b"{}"]))
     assert again.created is False
-    assert read_object(env.s3, audience_key_for(env.config, req.id))["recipients"]
+    assert read_object(env.s3, audience_key_for(env.config, req))["recipients"]
 
 
 def test_an_audience_file_replaced_after_counting_fails_the_release_and_sends_nothing(env):
     req = _submitted(env, n=50)
     perform(token_of(_links(env, "alice@example.com")["approve"]), env.ports, env.config)
-    env.put_audience("drafts/flash.json", 5000, prefix="other")
+    env.put_audience("drafts/acme/flash.json", 5000, prefix="other")
     assert release(req.id, env.ports, env.config) == "failed"
     stored = env.ports.store.get(req.id)
     assert stored.state == State.FAILED and "changed" in stored.reason

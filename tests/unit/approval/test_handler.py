@@ -60,7 +60,7 @@ def api(monkeypatch):
 
         s3.put_object(
             Bucket=BUCKET,
-            Key="drafts/x.json",
+            Key="drafts/acme/x.json",
             Body=audience_bytes(
                 {
                     "id": "d",
@@ -92,7 +92,7 @@ FORM = {
     "url": "https://shop.example/sale",
     "ttl": "3600",
     "audience_kind": "file",
-    "audience_key": "drafts/x.json",
+    "audience_key": "drafts/acme/x.json",
     "variant_1_id": "a",
     "variant_1_percent": "50",
     "variant_2_id": "b",
@@ -172,7 +172,7 @@ def test_the_json_api_accepts_and_reports_a_request(api):
         "requester": "m@example.com",
         "title": "Hi",
         "url": "https://shop.example",
-        "audience": {"kind": "file", "key": "drafts/x.json"},
+        "audience": {"kind": "file", "key": "drafts/acme/x.json"},
     }
     resp = call("POST", "/v1/requests", body, {"authorization": f"Bearer {KEY}"})
     assert resp["statusCode"] == 202, resp["body"]

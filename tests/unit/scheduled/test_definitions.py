@@ -115,7 +115,7 @@ def test_selections_by_day_and_one_file_per_day(world):
 
     result = run_scheduled(RUN_AT, ports, BUCKET, "audiences/")
     keys = {w["key"]: w for w in result.written}
-    prefix = "audiences/scheduled/2026-03-30/acme/"
+    prefix = "audiences/acme/scheduled/2026-03-30/"
     assert set(keys) == {
         f"{prefix}day1-unfinished-signup.json",
         f"{prefix}day2-engagement.json",

@@ -37,7 +37,7 @@ def _recipient(i: int, endpoint: str | None = None) -> str:
 
 def _admit(world, body: bytes) -> tuple:
     ports, _, s3 = world
-    key = f"audiences/f{next(_counter)}.json"
+    key = f"audiences/demo-shop/f{next(_counter)}.json"
     etag = s3.put_object(Bucket=BUCKET, Key=key, Body=body)["ETag"].strip('"')
     result = admit(BUCKET, key, etag, ports, SendConfig(batch_size=50), 60_000)
     head = ports.runs.run_header(run_id_for(BUCKET, key, etag))
@@ -332,7 +332,9 @@ def test_an_admission_that_died_and_whose_retries_are_over_is_failed_by_the_swee
 
     ports, clock, _ = world
     run_id = "deadbeefdeadbeef0000"
-    assert ports.runs.claim_run(run_id, BUCKET, "audiences/lost.json", "e", lease_ms=900_000)
+    assert ports.runs.claim_run(
+        run_id, BUCKET, "audiences/demo-shop/lost.json", "e", lease_ms=900_000
+    )
     config = SendConfig()
     clock.now += 900 + 60  # the lease lapsed, but SQS may still redeliver: leave it
     assert sweep(ports, config) == []
@@ -343,4 +345,27 @@ def test_an_admission_that_died_and_whose_retries_are_over_is_failed_by_the_swee
     assert head["state"] == "failed" and "admission did not finish" in head["reason"]
     assert ports.runs.stale_admissions(0) == []  # once
     clock.now += 3600
-    assert not ports.runs.claim_run(run_id, BUCKET, "audiences/lost.json", "e", 900_000)
+    assert not ports.runs.claim_run(run_id, BUCKET, "audiences/demo-shop/lost.json", "e", 900_000)
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("audiences/acme/spring.json", "under tenant 'acme'"),  # header: demo-shop
+        ("audiences/spring.json", "not under a tenant's prefix"),
+        ("audiences/demo-shop", "not under a tenant's prefix"),
+        ("audiences/../demo-shop/x.json", "not under a tenant's prefix"),
+    ],
+)
+def test_a_file_is_sent_only_from_its_own_tenants_prefix(world, key, says):
+    """A file's tenant is where it lies: a tenant cannot send as another by naming it in
+    the header, and the rejected run is shown to the prefix's owner, not to the tenant
+    the file claims to be."""
+    ports, _, s3 = world
+    body = _file(recipients="[" + _recipient(1) + "]")
+    etag = s3.put_object(Bucket=BUCKET, Key=key, Body=body)["ETag"].strip('"')
+    result = admit(BUCKET, key, etag, ports, SendConfig(batch_size=50), 60_000)
+    assert result.status == "rejected" and says in result.reason, result
+    head = ports.runs.run_header(run_id_for(BUCKET, key, etag))
+    assert head.get("tenant") != "demo-shop"
+    assert ports.invoker.events == [] and ports.sender.sent == []

@@ -42,9 +42,9 @@ class FlakySender:
 def _run(world, n: int, flaky: set[str], times: int, batches_per_invocation: int = 1):
     ports, _, s3 = world
     ports.sender = FlakySender(flaky, times)
-    etag = drop(s3, "audiences/carry.json", n)
+    etag = drop(s3, "audiences/demo-shop/carry.json", n)
     config = SendConfig(batch_size=10, chains=2)
-    result = admit(BUCKET, "audiences/carry.json", etag, ports, config, 60_000)
+    result = admit(BUCKET, "audiences/demo-shop/carry.json", etag, ports, config, 60_000)
     invocations = drive(ports, config, batches_per_invocation, cold=True)
     return ports, ports.runs.view(result.run_id), invocations
 
@@ -83,9 +83,9 @@ def test_a_recipient_never_taken_fails_after_max_carries_with_the_reason(world):
 def test_the_carry_is_in_the_run_view_while_the_send_goes_on(world):
     ports, _, s3 = world
     ports.sender = FlakySender({"s1"}, times=1)
-    etag = drop(s3, "audiences/view.json", 4)
+    etag = drop(s3, "audiences/demo-shop/view.json", 4)
     config = SendConfig(batch_size=10, chains=1)
-    result = admit(BUCKET, "audiences/view.json", etag, ports, config, 60_000)
+    result = admit(BUCKET, "audiences/demo-shop/view.json", etag, ports, config, 60_000)
     event = ports.invoker.events.pop(0)
     calls = iter([900_000, 1_000])  # time for one batch, then too little: hand off
     sending.run_chain(
@@ -122,9 +122,9 @@ def test_a_throttle_one_chain_meets_holds_back_the_other_chains_of_the_run(world
     import time
 
     ports, _, s3 = world
-    etag = drop(s3, "audiences/share.json", 40)
+    etag = drop(s3, "audiences/demo-shop/share.json", 40)
     config = SendConfig(batch_size=10, chains=2)
-    result = admit(BUCKET, "audiences/share.json", etag, ports, config, 60_000)
+    result = admit(BUCKET, "audiences/demo-shop/share.json", etag, ports, config, 60_000)
     until = time.time() + 120
     first, second = ThrottledSender(until), ThrottledSender()
     chain0, chain1 = sorted(ports.invoker.events, key=lambda e: e["cursor"]["chain"])

@@ -28,9 +28,9 @@ from tests.support.sending import (
 
 def test_chains_recurse_and_send_everybody_exactly_once(world):
     ports, _, s3 = world
-    etag = drop(s3, "audiences/a.json", 2_345)
+    etag = drop(s3, "audiences/demo-shop/a.json", 2_345)
     config = SendConfig(chains=3, batch_size=100)
-    result = admit(BUCKET, "audiences/a.json", etag, ports, config, lease_ms=60_000)
+    result = admit(BUCKET, "audiences/demo-shop/a.json", etag, ports, config, lease_ms=60_000)
     assert (result.status, result.total, result.chains) == ("started", 2_345, 3)
     invocations = drive(ports, config)
     assert invocations > 3 * 5  # one batch per invocation: they recursed
@@ -43,9 +43,9 @@ def test_chains_recurse_and_send_everybody_exactly_once(world):
 
 def test_a_cold_resume_reopens_at_the_cursor_and_skips_nothing(world):
     ports, _, s3 = world
-    etag = drop(s3, "audiences/a.json", 1_000)
+    etag = drop(s3, "audiences/demo-shop/a.json", 1_000)
     config = SendConfig(chains=2, batch_size=100)
-    admit(BUCKET, "audiences/a.json", etag, ports, config, lease_ms=60_000)
+    admit(BUCKET, "audiences/demo-shop/a.json", etag, ports, config, lease_ms=60_000)
     invocations = drive(ports, config, cold=True)
     assert ports.objects.opens == 2 + invocations
     assert Counter(ports.sender.sent) == Counter(f"s{i}" for i in range(1_000))
@@ -53,10 +53,15 @@ def test_a_cold_resume_reopens_at_the_cursor_and_skips_nothing(world):
 
 def test_a_duplicate_s3_event_or_async_retry_starts_no_second_send(world):
     ports, _, s3 = world
-    etag = drop(s3, "audiences/a.json", 50)
+    etag = drop(s3, "audiences/demo-shop/a.json", 50)
     config = SendConfig(chains=1, batch_size=100)
-    assert admit(BUCKET, "audiences/a.json", etag, ports, config, 60_000).status == "started"
-    assert admit(BUCKET, "audiences/a.json", etag, ports, config, 60_000).status == "duplicate"
+    assert (
+        admit(BUCKET, "audiences/demo-shop/a.json", etag, ports, config, 60_000).status == "started"
+    )
+    assert (
+        admit(BUCKET, "audiences/demo-shop/a.json", etag, ports, config, 60_000).status
+        == "duplicate"
+    )
     assert len(ports.invoker.events) == 1
     # the same hand-off delivered twice: the second finds the chain taken or finished
     ports.invoker.events.append(dict(ports.invoker.events[0]))
@@ -66,9 +71,9 @@ def test_a_duplicate_s3_event_or_async_retry_starts_no_second_send(world):
 
 def test_two_invocations_of_a_chain_never_send_at_once(world):
     ports, clock, s3 = world
-    etag = drop(s3, "audiences/a.json", 10)
+    etag = drop(s3, "audiences/demo-shop/a.json", 10)
     config = SendConfig(chains=1, batch_size=5)
-    run_id = admit(BUCKET, "audiences/a.json", etag, ports, config, 60_000).run_id
+    run_id = admit(BUCKET, "audiences/demo-shop/a.json", etag, ports, config, 60_000).run_id
     first = ports.runs.acquire(run_id, 0, int(clock.now * 1000) + 60_000, "req-a")
     assert first is not None
     # while A holds the lease, B (another request) cannot take the chain
@@ -85,9 +90,9 @@ def test_two_invocations_of_a_chain_never_send_at_once(world):
 
 def test_the_sweeper_resumes_a_chain_whose_invocation_died(world):
     ports, clock, s3 = world
-    etag = drop(s3, "audiences/a.json", 30)
+    etag = drop(s3, "audiences/demo-shop/a.json", 30)
     config = SendConfig(chains=1, batch_size=10, sweep_grace_ms=60_000)
-    run_id = admit(BUCKET, "audiences/a.json", etag, ports, config, 60_000).run_id
+    run_id = admit(BUCKET, "audiences/demo-shop/a.json", etag, ports, config, 60_000).run_id
     ports.invoker.events.clear()  # the first invocation is lost...
     dead = ports.runs.acquire(run_id, 0, int(clock.now * 1000) + 900_000, "req-dead")
     ports.runs.commit(run_id, dead, 10, {"sent": 10})  # ...after one batch, then it died
@@ -102,16 +107,16 @@ def test_the_sweeper_resumes_a_chain_whose_invocation_died(world):
 
 def test_a_file_replaced_between_batches_aborts_the_run(world):
     ports, _, s3 = world
-    etag = drop(s3, "audiences/a.json", 300)
+    etag = drop(s3, "audiences/demo-shop/a.json", 300)
     config = SendConfig(chains=1, batch_size=100)
-    run_id = admit(BUCKET, "audiences/a.json", etag, ports, config, 60_000).run_id
+    run_id = admit(BUCKET, "audiences/demo-shop/a.json", etag, ports, config, 60_000).run_id
     event = ports.invoker.events.pop()
     calls = {"n": 0}
 
     def remaining() -> int:
         calls["n"] += 1
         if calls["n"] == 2:  # 1: the invocation's deadline; 2: after the first batch
-            drop(s3, "audiences/a.json", 5, campaign="other")  # replaced mid-send
+            drop(s3, "audiences/demo-shop/a.json", 5, campaign="other")  # replaced mid-send
         return 900_000
 
     result = run_chain(sending.Cursor.from_event(event["cursor"]), ports, config, remaining)
@@ -126,9 +131,9 @@ def test_outcomes_are_counted_and_archived(world):
     ports.sender = RecordingSender(Outcome.PRUNED)
     pruned: list[str] = []
     ports.on_pruned = lambda tenant, ids: pruned.extend(ids)
-    etag = drop(s3, "audiences/a.json", 20)
+    etag = drop(s3, "audiences/demo-shop/a.json", 20)
     config = SendConfig(chains=1, batch_size=100)
-    run_id = admit(BUCKET, "audiences/a.json", etag, ports, config, 60_000).run_id
+    run_id = admit(BUCKET, "audiences/demo-shop/a.json", etag, ports, config, 60_000).run_id
     drive(ports, config)
     assert ports.runs.view(run_id).counts["pruned"] == 20 and len(pruned) == 20
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="archive")["Contents"]]
@@ -139,12 +144,12 @@ def test_outcomes_are_counted_and_archived(world):
 
 def test_a_rejected_file_records_the_reason_and_sends_nothing(world):
     ports, _, s3 = world
-    etag = s3.put_object(Bucket=BUCKET, Key="audiences/x.json", Body=b'{"campaign": 1}')[
+    etag = s3.put_object(Bucket=BUCKET, Key="audiences/demo-shop/x.json", Body=b'{"campaign": 1}')[
         "ETag"
     ].strip('"')
-    result = admit(BUCKET, "audiences/x.json", etag, ports, SendConfig(), 60_000)
+    result = admit(BUCKET, "audiences/demo-shop/x.json", etag, ports, SendConfig(), 60_000)
     assert result.status == "rejected" and "JSON object" in result.reason
-    head = ports.runs.run_header(run_id_for(BUCKET, "audiences/x.json", etag))
+    head = ports.runs.run_header(run_id_for(BUCKET, "audiences/demo-shop/x.json", etag))
     assert head["state"] == "rejected" and "JSON object" in head["reason"]
     assert ports.invoker.events == [] and ports.sender.sent == []
 
@@ -159,8 +164,8 @@ def test_every_push_carries_a_topic_so_a_resent_duplicate_collapses(world):
             return super().send(messages)
 
     ports.sender = TopicSender()
-    etag = drop(s3, "audiences/a.json", 10)
-    admit(BUCKET, "audiences/a.json", etag, ports, SendConfig(chains=1), 60_000)
+    etag = drop(s3, "audiences/demo-shop/a.json", 10)
+    admit(BUCKET, "audiences/demo-shop/a.json", etag, ports, SendConfig(chains=1), 60_000)
     drive(ports, SendConfig(chains=1))
     assert set(topics) == {"spring-sale"}  # the campaign's own topic
     # a campaign without one gets a topic derived from its id
@@ -177,9 +182,9 @@ def test_every_push_carries_a_topic_so_a_resent_duplicate_collapses(world):
         for i in range(5)
     ]
     etag = s3.put_object(
-        Bucket=BUCKET, Key="audiences/b.json", Body=audience_bytes(campaign, recipients)
+        Bucket=BUCKET, Key="audiences/demo-shop/b.json", Body=audience_bytes(campaign, recipients)
     )["ETag"].strip('"')
-    admit(BUCKET, "audiences/b.json", etag, ports, SendConfig(chains=1), 60_000)
+    admit(BUCKET, "audiences/demo-shop/b.json", etag, ports, SendConfig(chains=1), 60_000)
     drive(ports, SendConfig(chains=1))
     assert set(topics) == {sending.default_topic("no-topic")}
     assert sending.default_topic("c1") == sending.default_topic("c1")
