@@ -25,7 +25,6 @@ from typing import Any
 MAX_BODY_BYTES = 64 * 1024  # every route that does not declare a smaller limit
 MAX_JSON_DEPTH = 32  # no request of any route nests deeper than 6; 32 leaves room
 MAX_FORM_FIELDS = 100
-MALFORMED_METRIC = "RequestsRefusedMalformed"
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")

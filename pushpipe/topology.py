@@ -51,6 +51,7 @@ ENV_APPROVER_EMAILS = "APPROVER_EMAILS"  # comma-separated
 AUDIENCE_PREFIX = "audiences/"  # audiences/<tenant>/... (pushpipe/audience/keys.py)
 DRAFTS_PREFIX = "drafts/"  # drafts/<tenant>/...: ad-hoc drafts, sent only once approved
 STALE_REPORTS_PREFIX = "stale-subscriptions/"
+SCHEDULED_MARKERS_PREFIX = "scheduled-runs/"
 SENDS_ARCHIVE_PREFIX = "sends/"
 PINGS_ARCHIVE_PREFIX = "pings/"
 
@@ -200,6 +201,8 @@ class Function:
     # Buckets in ``uses`` the function also writes objects to (``uses`` alone grants read;
     # tables, streams, delivery streams and queues in ``uses`` are writable anyway).
     writes: tuple[str, ...] = ()
+    # bucket -> the key prefixes its objects are granted under (IAM); absent: the whole bucket
+    prefixes: dict = field(default_factory=dict, hash=False)
     # env var -> path on the HTTP API; the function gets ``<API base URL><path>``.
     api_paths: dict = field(default_factory=dict, hash=False)
     # Deployed through an alias with a CodeDeploy canary, rolled back on alarm.
@@ -235,6 +238,7 @@ SEND_BATCH = Function(
     # counters: send outcomes commit with the cursor; subscriptions: 404/410 are pruned
     uses=("audience", "runs", "sends", "vapid", "signing", "counters", "subscriptions"),
     invokes_self=True,
+    prefixes={"audience": (AUDIENCE_PREFIX,)},
     triggers=(
         SqsTrigger("audience-events", batch_size=1),
         # Resumes chains whose invocation died (lease expired) — see docs/decisions.md.
@@ -280,6 +284,8 @@ PING_HANDLER = Function(
     memory_mb=512,
     uses=("pings", "signing", "counters", "subscriptions", "tenants"),
     settings={ENV_PUSH_HOSTS: ""},  # subscription intake applies the endpoint policy
+    # public (anyone can call its routes): a flood is bounded here, not by the account
+    reserved_concurrency=100,
     canary=True,  # deployed through alias 'live', CodeDeploy canary, rolled back on alarm
 )
 AGGREGATE = Function(
@@ -329,6 +335,8 @@ APPROVAL = Function(
     memory_mb=1024,
     uses=("requests", "audience", "subscriptions", "signing", "vapid", "tenants", "mail"),
     writes=("audience",),  # the approved audience, under the audience prefix, once
+    prefixes={"audience": (AUDIENCE_PREFIX, DRAFTS_PREFIX)},
+    reserved_concurrency=20,  # public routes (form, links): a flood cannot take the account
     invokes_self=True,
     triggers=(
         # Expires undecided requests, finishes releases that were interrupted.
@@ -366,6 +374,7 @@ SCHEDULER = Function(
     # archive + audit: the stale-subscriptions query reads the archive through Athena
     uses=("audience", "subscriptions", "counters", "tenants", "archive", "audit"),
     writes=("audience",),  # scheduled audiences, markers, stale-subscription reports
+    prefixes={"audience": (AUDIENCE_PREFIX, SCHEDULED_MARKERS_PREFIX, STALE_REPORTS_PREFIX)},
     triggers=(
         ScheduleTrigger("scheduled-campaigns", rate_minutes=60, payload={"action": "scheduled"}),
         ScheduleTrigger("stale-subscriptions", rate_minutes=1440, payload={"action": "stale"}),

@@ -41,7 +41,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "requestContext" in event:
         refused = body_gate.check(event)
         if refused is not None:
-            metrics.add_metric(name=body_gate.MALFORMED_METRIC, unit="Count", value=1)
+            metrics.add_metric(name="RequestsRefusedMalformed", unit="Count", value=1)
             logger.info("body refused", extra={"reason": refused.code})
             return refused.response()
         return app.resolve(event, context)

@@ -28,7 +28,7 @@ def precheck(event: dict[str, Any], max_ping_bytes: int) -> dict[str, Any] | Non
     limit = max_ping_bytes if path in PLAIN_JSON_PATHS else body_gate.MAX_BODY_BYTES
     refused = body_gate.check(event, limit, json_even_if=("text/plain",))
     if refused is not None:
-        metrics.add_metric(name=body_gate.MALFORMED_METRIC, unit="Count", value=1)
+        metrics.add_metric(name="RequestsRefusedMalformed", unit="Count", value=1)
         logger.info("body refused", extra={"path": path, "reason": refused.code})
         return refused.response(cors=True)
     headers = event.setdefault("headers", {}) or {}

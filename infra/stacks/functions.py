@@ -30,6 +30,7 @@ from constructs import Construct
 from infra.stacks.audit import Audit
 from infra.stacks.bundling import PYTHON_VERSION
 from infra.stacks.config import DeployConfig
+from infra.stacks.grants import grant_bucket
 from infra.stacks.mail import Mail
 from infra.stacks.nag import acknowledge
 from infra.stacks.names import cid, function_name
@@ -41,6 +42,7 @@ RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.ARM_64
 CANARY = codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES
 CANARY_ALIAS = "live"
+CANARY_MIN_ERRORS, CANARY_ERROR_PCT = 3, 5  # a minimum volume before a rollback
 KINESIS_RETRIES = 5
 KINESIS_MAX_RECORD_AGE = Duration.hours(6)
 SCHEDULE_RETRIES = 2
@@ -258,13 +260,23 @@ class PushpipeFunction(Construct):
             self, "Alias", alias_name=CANARY_ALIAS, version=self.function.current_version
         )
         self.target = self.alias
+        minute = Duration.minutes(1)
         self.canary_alarm = cloudwatch.Alarm(
             self,
             "CanaryErrors",
-            alarm_description=f"{self.spec.name}: errors on the '{CANARY_ALIAS}' alias "
-            "(rolls back a canary deployment)",
-            metric=self.alias.metric_errors(period=Duration.minutes(1), statistic="Sum"),
-            threshold=1,
+            alarm_description=f"{self.spec.name}: {CANARY_MIN_ERRORS}+ errors and "
+            f"{CANARY_ERROR_PCT}%+ of invocations on the '{CANARY_ALIAS}' alias in a "
+            "minute (genuine failures: no request body can cause one; rolls back the canary)",
+            metric=cloudwatch.MathExpression(
+                expression=f"IF(FILL(e, 0) >= {CANARY_MIN_ERRORS} AND FILL(i, 0) > 0, "
+                "100 * FILL(e, 0) / FILL(i, 0), 0)",
+                using_metrics={
+                    "e": self.alias.metric_errors(period=minute, statistic="Sum"),
+                    "i": self.alias.metric_invocations(period=minute, statistic="Sum"),
+                },
+                period=minute,
+            ),
+            threshold=CANARY_ERROR_PCT,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -325,21 +337,7 @@ class PushpipeFunction(Construct):
         self.role.add_to_policy(iam.PolicyStatement(actions=list(TABLE_ACTIONS), resources=arns))
 
     def _grant_bucket(self, name: str) -> None:
-        bucket, role = self.res.buckets[name], self.role
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
-        )
-        actions = ["s3:GetObject"] + (["s3:PutObject"] if name in self.spec.writes else [])
-        role.add_to_policy(
-            iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects("*")])
-        )
-        acknowledge(
-            role,
-            f"AwsSolutions-IAM5[Resource::<{_logical_id(bucket)}.Arn>/*]",
-            f"{self.spec.name} reads (and with writes=, writes) objects of bucket "
-            f"{name!r} whose keys are chosen by users (audience files); object-level "
-            "ARNs of one bucket, no other bucket and no bucket-level write.",
-        )
+        grant_bucket(self.role, self.res.buckets[name], name, self.spec)
 
     def _grant_delivery_stream(self, name: str) -> None:
         self.role.add_to_policy(
@@ -399,6 +397,11 @@ class PushpipeFunction(Construct):
                 raise ValueError(
                     f"function {self.spec.name!r}: writes={name!r} must name a bucket that is "
                     "also in uses"
+                )
+        for name in self.spec.prefixes:
+            if name not in self.spec.uses or name not in self.res.buckets:
+                raise ValueError(
+                    f"function {self.spec.name!r}: prefixes of {name!r}, not a used bucket"
                 )
 
     def _grant_self_invoke(self) -> None:
@@ -494,7 +497,3 @@ def _resource_env(name: str) -> str | None:
         return t.resource_env(name)
     except KeyError:
         return None
-
-
-def _logical_id(construct) -> str:
-    return Stack.of(construct).get_logical_id(construct.node.default_child)

@@ -32,7 +32,16 @@ SENDS_OK = ("Sent",)
 SENDS_FAILED = ("SendFailed",)
 PINGS_OK = ("PingsAccepted",)
 PINGS_REJECTED = ("PingsRejectedForged", "PingsRejectedExpired")
-ALARMED_METRICS = (*SENDS_OK, *SENDS_FAILED, *PINGS_OK, *PINGS_REJECTED)
+# What a flood of forged or hostile input raises: it alarms (someone is probing), it
+# never rolls back a deploy (a caller must not be able to veto a release).
+SECURITY_REFUSALS = (
+    "PingsRejectedForged",
+    "RequestsRefusedMalformed",
+    "SubscriptionTakeoversRefused",
+    "RequestsRateLimited",
+)
+SECURITY_REFUSALS_PER_PERIOD = 500
+ALARMED_METRICS = (*SENDS_OK, *SENDS_FAILED, *PINGS_OK, *PINGS_REJECTED, *SECURITY_REFUSALS)
 
 PERIOD = Duration.minutes(5)
 FUNCTION_ERRORS = 5  # per 5 minutes
@@ -101,8 +110,20 @@ class Monitoring(Construct):
             f"More than {PING_REJECTION_RATE_PCT}% of pings rejected (forged, expired or "
             "malformed tokens) over 5 minutes",
         )
-        for fn in functions.values():  # a canary that makes pings fail is rolled back
-            fn.add_canary_alarm(self.ping_rejection_alarm)
+        # Neither rejection alarm gates a canary: forged input is counted and throttled,
+        # and rolls nothing back. Canaries roll back on their own genuine errors only.
+        self.security_alarm = self._alarm(
+            "SecurityRefusals",
+            cloudwatch.MathExpression(
+                expression=" + ".join(f"FILL(m{i}, 0)" for i in range(len(SECURITY_REFUSALS))),
+                using_metrics={f"m{i}": emf(n) for i, n in enumerate(SECURITY_REFUSALS)},
+                label="security refusals",
+                period=PERIOD,
+            ),
+            SECURITY_REFUSALS_PER_PERIOD,
+            f"{SECURITY_REFUSALS_PER_PERIOD}+ forged, malformed, takeover or rate-limited "
+            "requests in 5 minutes: someone is probing or flooding the API",
+        )
         self.dashboard = self._build_dashboard(
             config, functions, dead_letter_queues, streams, delivery_streams, api
         )

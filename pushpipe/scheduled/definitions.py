@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from pushpipe import topology as t
 from pushpipe.audience import keys
 from pushpipe.audience.format import CampaignHeader
 from pushpipe.audience.writer import AudienceSink, Counter, audience_chunks
@@ -35,7 +36,7 @@ from pushpipe.subscriptions.models import Subscription
 from pushpipe.subscriptions.store import SubscriptionStore
 
 SCHEDULED_SUBPREFIX = "scheduled/"
-MARKER_PREFIX = "scheduled-runs/"  # outside the audience prefix: never sent
+MARKER_PREFIX = t.SCHEDULED_MARKERS_PREFIX  # outside the audience prefix: never sent
 CLICK_LOOKBACK_DAYS = 22
 
 

@@ -36,7 +36,7 @@ def test_s3_test_event_is_acknowledged_and_starts_nothing(send):
 
 def test_a_url_encoded_key_is_decoded_and_sent_once(send, campaign_id):
     subs = send.subscribers(20)
-    key = f"{t.AUDIENCE_PREFIX}{campaign_id} été: 50% off+more.json"
+    key = f"{t.AUDIENCE_PREFIX}demo-shop/{campaign_id} été: 50% off+more.json"
     buf = io.BytesIO()
     write_audience(buf, demo_campaign(campaign_id), (recipient(s["id"], s) for s in subs))
     etag = send.s3.put_object(Bucket=send.bucket, Key=key, Body=buf.getvalue())["ETag"]

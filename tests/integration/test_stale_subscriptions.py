@@ -10,6 +10,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+from pushpipe import topology as t
 from pushpipe.subscriptions.engagement import PRUNED, REPORT_PREFIX
 from pushpipe.subscriptions.models import Subscription, SubscriptionKeys, subscription_id
 from pushpipe.subscriptions.store import SubscriptionStore
@@ -51,8 +52,9 @@ def _send_to_store(send: SendHarness, store: SubscriptionStore, campaign: str):
         demo_campaign(campaign, tenant=TENANT),
         (s.as_recipient() for s in store.segment(TENANT)),
     )
-    etag = send.drop(f"{campaign}.json", buf.getvalue())
-    view = send.wait_run(f"{campaign}.json", etag)
+    key = f"{t.AUDIENCE_PREFIX}{TENANT}/{campaign}.json"  # under the tenant's own prefix
+    etag = send.drop(key, buf.getvalue())
+    view = send.wait_run(key, etag)
     assert view.state == "done", view.reason
     return view
 
