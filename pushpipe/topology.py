@@ -173,6 +173,12 @@ class Route:
     method: str
     path: str  # API Gateway syntax: /v1/tenants/{tenant}/report
     function: str
+    # How a caller proves who it is here (API Gateway has no authorizer on the route; the
+    # function checks it): the reason of the route's cdk-nag APIG4 acknowledgement.
+    auth: str = ""
+    # Per-route API Gateway throttle (requests/s, burst); None: the stage's default.
+    rate_limit: int | None = None
+    burst_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -299,17 +305,45 @@ AGGREGATE = Function(
     # pings per batch per shard, ~5 writes each (bench/bench_pings.py). Reports lag <= 10 s.
     triggers=(KinesisTrigger("pings", batch_size=1000, max_batching_window_s=10),),
 )
+_PING_TOKEN = "each ping carries a signed, expiring token; forged ones are refused"
+_PREFLIGHT = "a CORS preflight: answers headers only, reads and changes nothing"
+_PUBLIC_DOC = "public documentation (the OpenAPI document), no data"
+_SITE_KEY = (
+    "browsers subscribe with the tenant's public site key, accepted only from its allowed "
+    "web origins and rate-limited per key; key changes need the old auth secret"
+)
 PING_API_ROUTES = (
-    Route("POST", "/v1/pings", "ping_handler"),
-    Route("OPTIONS", "/v1/pings", "ping_handler"),
-    Route("POST", "/v1/orders", "ping_handler"),
-    Route("GET", "/v1/tenants/{tenant}/campaigns/{campaign}/report", "ping_handler"),
-    Route("POST", "/v1/subscriptions", "ping_handler"),
-    Route("OPTIONS", "/v1/subscriptions", "ping_handler"),
-    Route("DELETE", "/v1/subscriptions/{id}", "ping_handler"),
-    Route("OPTIONS", "/v1/subscriptions/{id}", "ping_handler"),
-    Route("GET", "/openapi.json", "ping_handler"),
-    Route("GET", "/docs", "ping_handler"),
+    Route("POST", "/v1/pings", "ping_handler", _PING_TOKEN),
+    Route("OPTIONS", "/v1/pings", "ping_handler", _PREFLIGHT),
+    Route(
+        "POST",
+        "/v1/orders",
+        "ping_handler",
+        "the shop's webhook: HMAC-SHA256 of the body with the tenant's secret",
+        rate_limit=200,
+        burst_limit=400,
+    ),
+    Route(
+        "GET",
+        "/v1/tenants/{tenant}/campaigns/{campaign}/report",
+        "ping_handler",
+        "the tenant's read-only report key (bearer), checked against that tenant only",
+        rate_limit=50,
+        burst_limit=100,
+    ),
+    Route("POST", "/v1/subscriptions", "ping_handler", _SITE_KEY, rate_limit=200, burst_limit=400),
+    Route("OPTIONS", "/v1/subscriptions", "ping_handler", _PREFLIGHT),
+    Route(
+        "DELETE",
+        "/v1/subscriptions/{id}",
+        "ping_handler",
+        "proven by the subscription's own auth secret (only its browser holds it)",
+        rate_limit=100,
+        burst_limit=200,
+    ),
+    Route("OPTIONS", "/v1/subscriptions/{id}", "ping_handler", _PREFLIGHT),
+    Route("GET", "/openapi.json", "ping_handler", _PUBLIC_DOC, rate_limit=20, burst_limit=40),
+    Route("GET", "/docs", "ping_handler", _PUBLIC_DOC, rate_limit=20, burst_limit=40),
 )
 
 # --- ad-hoc requests, approval, A/B, schedules ----------------------------------------
@@ -387,15 +421,20 @@ SCHEDULER = Function(
         ENV_STALE_GRACE_HOURS: 48,
     },
 )
+_LINK = "a signed, expiring, single-use approval link token names the approver and request"
+_REQUESTS = dict(rate_limit=20, burst_limit=40)
 APPROVAL_ROUTES = (
-    Route("GET", "/v1/requests/form", "approval"),  # before /{id}: the local router is ordered
-    Route("POST", "/v1/requests", "approval"),
-    Route("GET", "/v1/requests/{id}", "approval"),
-    Route("GET", "/v1/approval/{action}", "approval"),  # confirmation page (prefetch-safe)
-    Route("POST", "/v1/approval/{action}", "approval"),  # the confirmed action
-    Route("GET", "/v1/approvers/device", "approval"),
-    Route("POST", "/v1/approvers/device", "approval"),
-    Route("GET", "/v1/approvers/sw.js", "approval"),
+    # before /{id}: the local router is ordered
+    Route("GET", "/v1/requests/form", "approval", "a static form page, no data", **_REQUESTS),
+    Route(
+        "POST", "/v1/requests", "approval", "the tenant's API key, checked per tenant", **_REQUESTS
+    ),
+    Route("GET", "/v1/requests/{id}", "approval", "the tenant's key; another tenant's is refused"),
+    Route("GET", "/v1/approval/{action}", "approval", _LINK + " (confirmation page only)"),
+    Route("POST", "/v1/approval/{action}", "approval", _LINK, **_REQUESTS),
+    Route("GET", "/v1/approvers/device", "approval", _LINK),
+    Route("POST", "/v1/approvers/device", "approval", _LINK, **_REQUESTS),
+    Route("GET", "/v1/approvers/sw.js", "approval", "the approvers' service worker script"),
 )
 
 # --- the registry every consumer iterates -----------------------------------------------

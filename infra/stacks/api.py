@@ -109,12 +109,29 @@ class HttpApi(Construct):
                 route_key=apigwv2.HttpRouteKey.with_(route.path, method),
                 integration=integrations_by_fn[route.function],
             )
+            if not route.auth:
+                raise ValueError(
+                    f"route {route.method} {route.path} does not say how it authenticates"
+                )
             acknowledge(
                 created,
                 "AwsSolutions-APIG4",
-                f"{route.method} {route.path} is called by browsers' service workers, shops and "
-                "approvers' mail links that hold no AWS identity; the function authenticates "
-                "each request itself (signed, expiring tokens / signed approval links / "
-                "tenant keys) and rejects forged ones.",
+                f"{route.method} {route.path}: callers hold no AWS identity; {route.auth}.",
             )
             self.routes.append(created)
+        self._throttle_routes()
+
+    def _throttle_routes(self) -> None:
+        """Per-route throttles from the topology (the stage's limits apply to the rest)."""
+        settings = {
+            f"{r.method.upper()} {r.path}": {
+                "ThrottlingRateLimit": r.rate_limit,
+                "ThrottlingBurstLimit": r.burst_limit or r.rate_limit,
+            }
+            for r in t.ROUTES
+            if r.rate_limit
+        }
+        stage = self.stage.node.default_child
+        stage.add_property_override("RouteSettings", settings)
+        for route in self.routes:  # the settings name route keys: create the routes first
+            stage.add_dependency(route.node.default_child)

@@ -436,6 +436,19 @@ def test_http_api_default_stage_is_throttled_and_logged(template):
     )
 
 
+def test_routes_have_their_own_throttles_and_say_how_they_authenticate(synth):
+    [stage] = synth.resources("AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["RouteSettings"]
+    for route in t.ROUTES:
+        assert route.auth, f"{route.method} {route.path}"
+        key = f"{route.method} {route.path}"
+        if route.rate_limit:
+            assert settings[key]["ThrottlingRateLimit"] == route.rate_limit
+    assert "POST /v1/subscriptions" in settings and "POST /v1/requests" in settings
+    [subscribe] = [r for r in t.ROUTES if (r.method, r.path) == ("POST", "/v1/subscriptions")]
+    assert "site key" in subscribe.auth  # the reason of its APIG4 acknowledgement
+
+
 def test_every_topology_route_exists_and_reaches_its_function(synth):
     routes = {
         r["Properties"]["RouteKey"]: r["Properties"]

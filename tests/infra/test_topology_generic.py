@@ -32,7 +32,7 @@ EXPORTER = t.Function(
     ),
     reserved_concurrency=2,
 )
-EXPORT_ROUTE = t.Route("POST", "/v1/exports", "exporter")
+EXPORT_ROUTE = t.Route("POST", "/v1/exports", "exporter", "an operator's signed request")
 MAILER = t.Function(
     name="mailer",
     handler="functions.mailer.handler.handler",
