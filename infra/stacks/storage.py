@@ -14,6 +14,7 @@ from infra.stacks.names import cid
 from pushpipe import topology as t
 
 ABORT_UPLOADS_AFTER = Duration.days(7)
+NONCURRENT_DAYS = 30
 ACCESS_LOG_DAYS = 90
 DLQ_RETENTION = Duration.days(14)
 
@@ -26,8 +27,11 @@ def secure_bucket(
     log_prefix: str = "",
     expire_days: int | None = None,
     removal: RemovalPolicy = RemovalPolicy.RETAIN,
+    versioned: bool = False,
 ) -> s3.Bucket:
-    """A private, SSL-only, encrypted bucket with a lifecycle and server access logs."""
+    """A private, SSL-only, encrypted bucket with a lifecycle and server access logs;
+    ``versioned`` keeps overwritten and deleted objects for NONCURRENT_DAYS (an audience
+    replaced mid-send or an archive object deleted by mistake can be recovered)."""
     rules = [
         s3.LifecycleRule(
             id="abort-incomplete-uploads",
@@ -36,6 +40,14 @@ def secure_bucket(
     ]
     if expire_days:
         rules.append(s3.LifecycleRule(id="expire", expiration=Duration.days(expire_days)))
+    if versioned:
+        rules.append(
+            s3.LifecycleRule(
+                id="expire-noncurrent",
+                noncurrent_version_expiration=Duration.days(NONCURRENT_DAYS),
+                expired_object_delete_marker=True,
+            )
+        )
     return s3.Bucket(
         scope,
         cid,
@@ -45,6 +57,7 @@ def secure_bucket(
         minimum_tls_version=1.2,
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         lifecycle_rules=rules,
+        versioned=versioned,
         server_access_logs_bucket=access_logs,
         server_access_logs_prefix=log_prefix or None,
         removal_policy=removal,
@@ -108,6 +121,7 @@ class Storage(Construct):
             access_logs=self.access_logs,
             log_prefix=f"{spec.name}/",
             expire_days=spec.expire_days,
+            versioned=True,  # audiences and the archive: nothing overwritten is lost at once
         )
 
     def _build_table(self, spec: t.Table) -> None:

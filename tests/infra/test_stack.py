@@ -285,6 +285,17 @@ def test_buckets_are_private_encrypted_ssl_only_logged_and_expiring(template, sy
     assert len(logged) == len(buckets) - 1  # all but the access-log bucket itself
 
 
+def test_audience_and_archive_buckets_are_versioned_and_expire_old_versions(synth):
+    buckets = synth.resources("AWS::S3::Bucket")
+    for name in ("Audience", "Archive"):
+        [props] = [
+            b["Properties"] for lid, b in buckets.items() if lid.startswith(f"Storage{name}")
+        ]
+        assert props["VersioningConfiguration"]["Status"] == "Enabled", name
+        rules = {r["Id"]: r for r in props["LifecycleConfiguration"]["Rules"]}
+        assert rules["expire-noncurrent"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
+
+
 def test_audience_bucket_expires_files_after_topology_days(synth):
     rules = [
         r
