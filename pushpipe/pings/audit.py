@@ -29,9 +29,17 @@ class AuditTable:
 
 @dataclass(frozen=True)
 class NamedQuery:
+    """A query every tenant may run over its own rows: the first parameter (``?``) is
+    always the tenant, so no named query shows one tenant another tenant's data."""
+
     name: str
     description: str
     sql: str
+    params: tuple[str, ...] = ("tenant",)
+
+    def __post_init__(self) -> None:
+        if self.params[:1] != ("tenant",) or self.sql.count("?") != len(self.params):
+            raise ValueError(f"named query {self.name!r}: parameters must start with tenant")
 
 
 SENDS = AuditTable(
@@ -83,6 +91,7 @@ NAMED_QUERIES: tuple[NamedQuery, ...] = (
         "Sends per campaign, variant and outcome (sent, pruned, failed, skipped)",
         "SELECT tenant, campaign, variant, outcome, count(*) AS n\n"
         "FROM sends\n"
+        "WHERE tenant = ?\n"
         "GROUP BY tenant, campaign, variant, outcome\n"
         "ORDER BY tenant, campaign, variant, outcome",
     ),
@@ -91,7 +100,7 @@ NAMED_QUERIES: tuple[NamedQuery, ...] = (
         "Failed sends with the push service status and reason, newest first",
         "SELECT ts, tenant, campaign, subscriber, status, reason, attempts\n"
         "FROM sends\n"
-        "WHERE outcome = 'failed'\n"
+        "WHERE tenant = ? AND outcome = 'failed'\n"
         "ORDER BY ts DESC\n"
         "LIMIT 500",
     ),
@@ -100,6 +109,7 @@ NAMED_QUERIES: tuple[NamedQuery, ...] = (
         "Delivery and click pings per campaign and variant (unique notifications)",
         "SELECT tenant, campaign, variant, type, count(DISTINCT notification) AS notifications\n"
         "FROM pings\n"
+        "WHERE tenant = ?\n"
         "GROUP BY tenant, campaign, variant, type\n"
         "ORDER BY tenant, campaign, variant, type",
     ),
@@ -107,7 +117,7 @@ NAMED_QUERIES: tuple[NamedQuery, ...] = (
         "funnel",
         "Sent -> delivered -> clicked per campaign and variant",
         "WITH s AS (SELECT DISTINCT tenant, campaign, variant, notification FROM sends "
-        "WHERE outcome = 'sent'),\n"
+        "WHERE tenant = ? AND outcome = 'sent'),\n"
         "p AS (SELECT notification,\n"
         "        max(CASE WHEN type = 'delivered' THEN 1 ELSE 0 END) AS delivered,\n"
         "        max(CASE WHEN type = 'clicked' THEN 1 ELSE 0 END) AS clicked\n"
@@ -119,8 +129,8 @@ NAMED_QUERIES: tuple[NamedQuery, ...] = (
         "GROUP BY s.tenant, s.campaign, s.variant\n"
         "ORDER BY s.tenant, s.campaign, s.variant",
     ),
-    # The three below take parameters (``?``): Athena EXECUTE ... USING / ExecutionParameters,
-    # ``pushpipe query --param`` locally.
+    # Parameters (``?``, the tenant first): Athena EXECUTE ... USING / ExecutionParameters,
+    # ``pushpipe query --named NAME --param TENANT [--param ...]`` locally.
     NamedQuery(
         "campaign-funnel",
         "One campaign's funnel per variant: recipients, outcomes, impressions, clicks, closes "
@@ -142,6 +152,7 @@ NAMED_QUERIES: tuple[NamedQuery, ...] = (
         "FROM s LEFT JOIN p ON p.notification = s.notification\n"
         "GROUP BY s.variant\n"
         "ORDER BY s.variant",
+        ("tenant", "campaign"),
     ),
     NamedQuery(
         "subscriber-history",
@@ -156,6 +167,7 @@ NAMED_QUERIES: tuple[NamedQuery, ...] = (
         "FROM sends s\n"
         "WHERE s.tenant = ? AND s.subscriber = ?\n"
         "ORDER BY s.ts",
+        ("tenant", "subscriber"),
     ),
     NamedQuery(
         "orphan-pings",
@@ -165,7 +177,7 @@ NAMED_QUERIES: tuple[NamedQuery, ...] = (
         "FROM pings p\n"
         "LEFT JOIN (SELECT DISTINCT notification FROM sends) s\n"
         "  ON s.notification = p.notification\n"
-        "WHERE s.notification IS NULL\n"
+        "WHERE p.tenant = ? AND s.notification IS NULL\n"
         "ORDER BY p.ts",
     ),
 )

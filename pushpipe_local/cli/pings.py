@@ -120,16 +120,22 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     if args.list:
         for q in NAMED_QUERIES:
-            console.print(f"[bold]{q.name}[/bold]: {q.description}")
+            params = " ".join(f"--param {p.upper()}" for p in q.params)
+            console.print(f"[bold]{q.name}[/bold] {params}: {q.description}")
         return 0
     if bool(args.sql) == bool(args.named):
         console.print("[red]give either SQL or --named NAME[/red]")
         return 2
     try:
-        sql = named_query(args.named).sql if args.named else args.sql
+        named = named_query(args.named) if args.named else None
     except KeyError as exc:
         console.print(f"[red]{exc.args[0]}[/red]")
         return 2
+    if named is not None and len(args.param or []) != len(named.params):
+        wanted = " ".join(f"--param {p.upper()}" for p in named.params)
+        console.print(f"[red]{named.name} takes {wanted} (scoped to one tenant)[/red]")
+        return 2
+    sql = named.sql if named is not None else args.sql
     ep = require_running(args)
     athena = _archive(ep.client("s3"), Path(args.home))
     try:

@@ -69,6 +69,10 @@ def athena(tmp_path):
             Key=f"{SENDS.prefix}2026/05/28/21/sends-2.gz",
             Body=gzip.compress(lines(sends[6:])),
         )
+        failed = send("broken", campaign="autumn", outcome="failed", status=400)
+        s3.put_object(
+            Bucket=BUCKET, Key=f"{SENDS.prefix}2026/05/28/22/sends-3", Body=lines([failed])
+        )
         pings = [ping(f"s{i}", "delivered", variant="ab"[i % 2]) for i in range(6)]
         pings += [ping("s0", "clicked"), ping("s0", "delivered")]  # a retried delivery ping
         pings += [ping("stranger", "delivered", campaign="ghost")]
@@ -94,23 +98,27 @@ def test_everything_sent_to_one_subscriber(athena):
 
 
 def test_pings_with_no_matching_send(athena):
-    result = athena.run_query(named_query("orphan-pings").sql)
+    result = athena.run_query(named_query("orphan-pings").sql, ["acme"])
     assert [(r[2], r[3], r[6]) for r in result.rows] == [("acme", "ghost", "stranger")]
 
 
 def test_partitions_come_from_the_hour_path(athena):
     rows = athena.run_query("SELECT dt, count(*) FROM sends GROUP BY dt ORDER BY dt").rows
-    assert rows == [("2026/05/28/20", 6), ("2026/05/28/21", 5)]
+    assert rows == [("2026/05/28/20", 6), ("2026/05/28/21", 5), ("2026/05/28/22", 1)]
 
 
 @pytest.mark.parametrize("query", NAMED_QUERIES, ids=lambda q: q.name)
-def test_every_named_query_runs_in_duckdb(athena, query):
-    params = ["acme", "s0"] if query.sql.count("?") == 2 else None
-    athena.run_query(query.sql, params)
+def test_every_named_query_runs_in_duckdb_and_shows_one_tenant_only(athena, query):
+    """Every named query is scoped to the tenant it is run for: the archive holds only
+    acme's rows, so run for acme it finds them and run for globex it finds nothing."""
+    rest = {"campaign": "spring", "subscriber": "s0"}
+    params = [rest.get(p, p) for p in query.params]
+    assert athena.run_query(query.sql, ["acme", *params[1:]]).rows
+    assert athena.run_query(query.sql, ["globex", *params[1:]]).rows == []
 
 
 def test_sync_copies_only_new_objects_and_an_empty_archive_has_empty_tables(athena, tmp_path):
-    assert athena.sync() == 3
+    assert athena.sync() == 4  # three sends objects, one pings object
     assert athena.sync() == 0
     empty = LocalAthena(athena.s3, BUCKET, tmp_path / "other")
     athena.s3.create_bucket(Bucket="empty")
@@ -121,3 +129,13 @@ def test_sync_copies_only_new_objects_and_an_empty_archive_has_empty_tables(athe
 def test_bad_sql_says_why(athena):
     with pytest.raises(QueryError, match="nope"):
         athena.run_query("SELECT nope FROM pings")
+
+
+def test_the_cli_refuses_a_named_query_without_its_tenant(capsys):
+    import argparse
+
+    from pushpipe_local.cli.pings import cmd_query
+
+    args = argparse.Namespace(list=False, sql=None, named="sends-by-outcome", param=None)
+    assert cmd_query(args) == 2
+    assert "--param TENANT" in capsys.readouterr().out
