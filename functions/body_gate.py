@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pushpipe.shared.observability import logger, metrics
+
 MAX_BODY_BYTES = 64 * 1024  # every route that does not declare a smaller limit
 MAX_JSON_DEPTH = 32  # no request of any route nests deeper than 6; 32 leaves room
 MAX_FORM_FIELDS = 100
@@ -111,3 +113,18 @@ def check(
     if method in ("POST", "PUT", "PATCH") or any(ctype.startswith(p) for p in json_even_if):
         return check_json(text)
     return None
+
+
+def refuse(
+    event: dict[str, Any],
+    limit: int = MAX_BODY_BYTES,
+    json_even_if: tuple[str, ...] = (),
+    cors: bool = False,
+) -> dict[str, Any] | None:
+    """The response refusing ``event``'s body (counted and logged), or None to route it."""
+    refused = check(event, limit, json_even_if)
+    if refused is None:
+        return None
+    metrics.add_metric(name="RequestsRefusedMalformed", unit="Count", value=1)
+    logger.info("body refused", extra={"path": event.get("rawPath"), "reason": refused.code})
+    return refused.response(cors=cors)

@@ -39,10 +39,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         w = wiring()
         return sweep(w.ports, w.config)
     if "requestContext" in event:
-        refused = body_gate.check(event)
+        refused = body_gate.refuse(event)
         if refused is not None:
-            metrics.add_metric(name="RequestsRefusedMalformed", unit="Count", value=1)
-            logger.info("body refused", extra={"reason": refused.code})
-            return refused.response()
+            return refused
         return app.resolve(event, context)
     raise ValueError(f"approval got an event it does not know: keys {sorted(event)}")

@@ -7,7 +7,6 @@ Domain errors become HTTP answers in one place, the exception handlers at the en
 
 from __future__ import annotations
 
-import hmac
 import time
 from http import HTTPStatus
 from typing import Annotated
@@ -71,11 +70,14 @@ class SubscribeOut(BaseModel):
     tenant: str
 
 
-def _error(status: HTTPStatus, code: str, message: str) -> Response:
+def _error(
+    status: HTTPStatus, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
         body=ErrorBody(error=code, message=message).model_dump(),
+        headers=headers,
     )
 
 
@@ -210,9 +212,7 @@ def delete_subscription(
     store = api_ports().subscriptions
     sub = store.get(tenant, sub_id)
     if sub is not None:
-        if not x_pushpipe_auth or not hmac.compare_digest(
-            x_pushpipe_auth.encode(), sub.keys.auth.encode()
-        ):
+        if not sub.proven_by(x_pushpipe_auth):
             raise Forbidden("X-Pushpipe-Auth must carry the subscription's auth secret")
         store.delete(tenant, sub_id)
     return Response(status_code=HTTPStatus.NO_CONTENT)
@@ -282,12 +282,8 @@ def _keys_change_refused(exc: KeysChangeRefused) -> Response:
 @app.exception_handler(RateLimited)
 def _rate_limited(exc: RateLimited) -> Response:
     metrics.add_metric(name="RequestsRateLimited", unit="Count", value=1)
-    return Response(
-        status_code=HTTPStatus.TOO_MANY_REQUESTS,
-        content_type=content_types.APPLICATION_JSON,
-        body=ErrorBody(error="rate_limited", message=str(exc)).model_dump(),
-        headers={"Retry-After": str(exc.retry_after_s)},
-    )
+    retry = {"Retry-After": str(exc.retry_after_s)}
+    return _error(HTTPStatus.TOO_MANY_REQUESTS, "rate_limited", str(exc), retry)
 
 
 @app.exception_handler(InvalidSubscription)

@@ -26,11 +26,9 @@ def precheck(event: dict[str, Any], max_ping_bytes: int) -> dict[str, Any] | Non
     as JSON. Mutates ``event``."""
     path = event.get("rawPath", "")
     limit = max_ping_bytes if path in PLAIN_JSON_PATHS else body_gate.MAX_BODY_BYTES
-    refused = body_gate.check(event, limit, json_even_if=("text/plain",))
+    refused = body_gate.refuse(event, limit, json_even_if=("text/plain",), cors=True)
     if refused is not None:
-        metrics.add_metric(name="RequestsRefusedMalformed", unit="Count", value=1)
-        logger.info("body refused", extra={"path": path, "reason": refused.code})
-        return refused.response(cors=True)
+        return refused
     headers = event.setdefault("headers", {}) or {}
     if path in PLAIN_JSON_PATHS and headers.get("content-type", "").startswith("text/plain"):
         headers["content-type"] = "application/json"

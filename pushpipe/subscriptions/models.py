@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -83,6 +84,11 @@ class Subscription(BaseModel):
             if topic not in out:
                 out.append(topic)
         return out
+
+    def proven_by(self, secret: str | None) -> bool:
+        """Whether ``secret`` is this subscription's auth secret (only its browser holds
+        it): the proof an unsubscribe or a change of keys needs."""
+        return bool(secret) and hmac.compare_digest(secret.encode(), self.keys.auth.encode())
 
     def as_recipient(self) -> dict[str, Any]:
         """This subscription as a recipient of an audience file (the documented format)."""

@@ -18,7 +18,6 @@ pruned endpoint) disappears from every topic at once.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -117,12 +116,7 @@ class SubscriptionStore:
         """
         old_item = self._primary(sub.tenant, sub.id)
         old = _from_item(old_item) if old_item else None
-        if (
-            old is not None
-            and old.keys != sub.keys
-            and not operator
-            and not (proof and hmac.compare_digest(proof.encode(), old.keys.auth.encode()))
-        ):
+        if old is not None and old.keys != sub.keys and not operator and not old.proven_by(proof):
             raise KeysChangeRefused(
                 "this endpoint is subscribed with other keys: changing them needs the "
                 "current subscription's auth secret in X-Pushpipe-Auth"
