@@ -85,8 +85,9 @@ class HttpApi(Construct):
         """Base URL without a trailing slash: ``https://<id>.execute-api.<region>.amazonaws.com``."""
         return self.api.api_endpoint
 
-    def add_routes(self, functions: dict) -> None:
-        """One route per ``topology.ROUTES`` entry, integrated with the function (or alias)."""
+    def add_routes(self, functions: dict, authorizer: apigwv2.IHttpRouteAuthorizer) -> None:
+        """One route per ``topology.ROUTES`` entry, integrated with the function (or alias);
+        ``signed_in`` routes behind the JWT ``authorizer`` of the people's issuer."""
         integrations_by_fn: dict[str, integrations.HttpLambdaIntegration] = {}
         for route in t.ROUTES:
             if route.function not in functions:
@@ -108,17 +109,20 @@ class HttpApi(Construct):
                 http_api=self.api,
                 route_key=apigwv2.HttpRouteKey.with_(route.path, method),
                 integration=integrations_by_fn[route.function],
+                authorizer=authorizer if route.signed_in else None,
             )
             if not route.auth:
                 raise ValueError(
                     f"route {route.method} {route.path} does not say how it authenticates"
                 )
+            self.routes.append(created)
+            if route.signed_in:
+                continue  # API Gateway checks the token: nothing to acknowledge
             acknowledge(
                 created,
                 "AwsSolutions-APIG4",
                 f"{route.method} {route.path}: callers hold no AWS identity; {route.auth}.",
             )
-            self.routes.append(created)
         self._throttle_routes()
 
     def _throttle_routes(self) -> None:

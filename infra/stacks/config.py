@@ -11,11 +11,12 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 PREFIX = "pushpipe:"
 _EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_HTTPS = r"^https://[^\s/]+(/[^\s]*)?$"
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 # context key -> field name
@@ -30,6 +31,13 @@ KEYS = {
     "apiBurstLimit": "api_burst_limit",
     "logRetentionDays": "log_retention_days",
     "pushHosts": "push_hosts",
+    # people sign in: a Cognito user pool unless oidcIssuer names another OIDC issuer
+    "oidcIssuer": "oidc_issuer",
+    "oidcClientId": "oidc_client_id",
+    "oidcAuthorizeUrl": "oidc_authorize_url",
+    "oidcTokenUrl": "oidc_token_url",
+    "oidcGroupsClaim": "oidc_groups_claim",
+    "cognitoDomainPrefix": "cognito_domain_prefix",
 }
 
 
@@ -49,6 +57,30 @@ class DeployConfig(BaseModel):
     log_retention_days: int = 30
     # push-service domains endpoints may use beyond the browsers' (pushpipe/push/endpoints)
     push_hosts: tuple[str, ...] = ()
+    # Another OIDC issuer instead of the stack's Cognito user pool (infra/stacks/identity.py)
+    oidc_issuer: str | None = Field(default=None, pattern=_HTTPS)
+    oidc_client_id: str | None = Field(default=None, min_length=1, max_length=256)
+    oidc_authorize_url: str | None = Field(default=None, pattern=_HTTPS)
+    oidc_token_url: str | None = Field(default=None, pattern=_HTTPS)
+    oidc_groups_claim: str = Field(default="cognito:groups", pattern=r"^[A-Za-z0-9_:./-]{1,128}$")
+    # The Cognito hosted sign-in domain: <prefix>.auth.<region>.amazoncognito.com
+    cognito_domain_prefix: str | None = Field(
+        default=None, pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+    )
+
+    @model_validator(mode="after")
+    def _issuer_is_whole(self) -> DeployConfig:
+        given = {
+            "oidcClientId": self.oidc_client_id,
+            "oidcAuthorizeUrl": self.oidc_authorize_url,
+            "oidcTokenUrl": self.oidc_token_url,
+        }
+        if self.oidc_issuer and not all(given.values()):
+            missing = ", ".join(f"{PREFIX}{k}" for k, v in given.items() if not v)
+            raise ValueError(f"{PREFIX}oidcIssuer also needs {missing}")
+        if not self.oidc_issuer and any(given.values()):
+            raise ValueError(f"{PREFIX}oidcClientId and the endpoints need {PREFIX}oidcIssuer")
+        return self
 
     @field_validator("approver_emails")
     @classmethod
@@ -122,6 +154,8 @@ class DeployConfig(BaseModel):
             names = {v: k for k, v in KEYS.items()}
             lines = [
                 f"  -c {PREFIX}{names.get(str(err['loc'][0]), err['loc'][0])}=...: {err['msg']}"
+                if err["loc"]
+                else f"  {err['msg'].removeprefix('Value error, ')}"
                 for err in exc.errors()
             ]
             raise ConfigError(

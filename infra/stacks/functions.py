@@ -7,33 +7,28 @@ trigger there needs no change in this module.
 from __future__ import annotations
 
 from collections.abc import Callable, Container
-from dataclasses import dataclass, field
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kinesis as kinesis
-from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.stacks.audit import Audit
 from infra.stacks.bundling import PYTHON_VERSION
-from infra.stacks.config import DeployConfig
 from infra.stacks.grants import grant_bucket
-from infra.stacks.mail import Mail
 from infra.stacks.nag import acknowledge
 from infra.stacks.names import cid, function_name
+from infra.stacks.resources import CATALOGS as _CATALOGS
+from infra.stacks.resources import ISSUERS as _ISSUERS
+from infra.stacks.resources import Resources, deploy_settings
+from infra.stacks.resources import mailers as _mailers
 from infra.stacks.storage import failure_queue
 from pushpipe import topology as t
 from pushpipe.shared.observability import NAMESPACE, SERVICE
@@ -65,59 +60,7 @@ RUNTIME_REASON = (
     "tests run the same code on 3.11+; upgrade RUNTIME and bundling.PYTHON_VERSION together."
 )
 
-_CATALOGS = {c.name: c for c in t.CATALOGS}
-
 assert RUNTIME.name == f"python{PYTHON_VERSION}", "bundle and runtime must agree"
-
-
-@dataclass
-class Resources:
-    """What functions can be granted, by logical name, plus stack-wide inputs."""
-
-    config: DeployConfig
-    code: lambda_.Code
-    api_url: str
-    log_retention: logs.RetentionDays
-    tables: dict[str, dynamodb.TableV2]
-    buckets: dict[str, s3.Bucket]
-    queues: dict[str, sqs.Queue]
-    streams: dict[str, kinesis.Stream]
-    delivery_streams: dict[str, firehose.CfnDeliveryStream]
-    secrets: dict[str, secretsmanager.Secret]
-    mail: Mail | None = None
-    audit: Audit | None = None
-    functions: dict[str, PushpipeFunction] = field(default_factory=dict)
-    # (label, queue) of every dead-letter / on-failure queue, for alarms and the dashboard
-    dead_letter_queues: list[tuple[str, sqs.IQueue]] = field(default_factory=list)
-
-    def physical(self, name: str) -> str:
-        """The value a function finds in the resource's env var."""
-        if name in self.tables:
-            return self.tables[name].table_name
-        if name in self.buckets:
-            return self.buckets[name].bucket_name
-        if name in self.queues:
-            return self.queues[name].queue_url
-        if name in self.streams:
-            return self.streams[name].stream_name
-        if name in self.delivery_streams:
-            return self.delivery_streams[name].ref
-        if name in self.secrets:
-            return self.secrets[name].secret_arn  # a full ARN works as SecretId
-        if self.mail is not None and name in _mailers():
-            return self.mail.config.mail_from
-        if self.audit is not None and name in _CATALOGS:
-            return self.audit.workgroup.ref  # the name, and a dependency on the workgroup
-        raise KeyError(name)
-
-
-def deploy_settings(config: DeployConfig) -> dict[str, str]:
-    """Env values that come from deploy parameters and replace the topology defaults."""
-    return {
-        t.ENV_VAPID_SUBJECT: config.vapid_subject,
-        t.ENV_APPROVER_EMAILS: ",".join(config.approver_emails),
-        t.ENV_PUSH_HOSTS: ",".join(config.push_hosts),
-    }
 
 
 class PushpipeFunction(Construct):
@@ -196,6 +139,8 @@ class PushpipeFunction(Construct):
                 env[variable] = self.res.physical(name)
             if name in _CATALOGS and self.res.audit is not None:
                 env[_CATALOGS[name].database_env] = self.res.audit.database.ref
+            if name in _ISSUERS and self.res.people is not None:
+                env.update(self.res.people.env_values())
             if name in _mailers() and self.res.mail is not None:
                 mailer = _mailers()[name]
                 env[mailer.configuration_set_env] = (
@@ -318,6 +263,8 @@ class PushpipeFunction(Construct):
             (res.functions, self._grant_invoke),
             (_mailers() if res.mail is not None else {}, self._grant_mail),
             (_CATALOGS if res.audit is not None else {}, self._grant_queries),
+            # the issuer's tokens reach a function as claims: nothing to grant
+            (_ISSUERS if res.people is not None else {}, lambda _name: None),
         )
         for declared, grant in grants:
             if name in declared:
@@ -486,10 +433,6 @@ def _schedule(trigger: t.ScheduleTrigger) -> events.Schedule:
     if cron:
         return events.Schedule.expression(f"cron({cron})")
     return events.Schedule.rate(Duration.minutes(trigger.rate_minutes))
-
-
-def _mailers() -> dict[str, t.Mail]:
-    return {m.name: m for m in t.MAILERS}
 
 
 def _resource_env(name: str) -> str | None:

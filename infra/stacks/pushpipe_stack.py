@@ -20,12 +20,13 @@ from infra.stacks.functions import (
     RUNTIME,
     RUNTIME_REASON,
     PushpipeFunction,
-    Resources,
 )
+from infra.stacks.identity import People
 from infra.stacks.mail import Mail
 from infra.stacks.monitoring import Monitoring
 from infra.stacks.nag import acknowledge
 from infra.stacks.names import cid
+from infra.stacks.resources import Resources
 from infra.stacks.secrets import Secrets
 from infra.stacks.storage import Storage
 from infra.stacks.streaming import Streaming
@@ -62,6 +63,7 @@ class PushpipeStack(Stack):
         )
         self.mail = Mail(self, "Mail", config=config)
         self.api = HttpApi(self, "Http", config=config, log_retention=retention)
+        self.people = People(self, "People", config=config, api_url=self.api.url)
         self.audit = Audit(
             self,
             "Audit",
@@ -82,10 +84,11 @@ class PushpipeStack(Stack):
             secrets=self.secrets.secrets,
             mail=self.mail,
             audit=self.audit,
+            people=self.people,
             dead_letter_queues=list(self.storage.dead_letter_queues),
         )
         self.functions = self._build_functions()
-        self.api.add_routes(self.functions)
+        self.api.add_routes(self.functions, authorizer=self.people.authorizer)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -135,6 +138,12 @@ class PushpipeStack(Stack):
             description="Firehose archive of sends and pings (Athena tables read it)",
         )
         CfnOutput(self, "ApiUrl", value=self.api.url, description="HTTP API base URL")
+        CfnOutput(self, "OidcIssuer", value=self.people.issuer, description="where people sign in")
+        CfnOutput(self, "OidcClientId", value=self.people.client_id)
+        CfnOutput(self, "OidcAuthorizeUrl", value=self.people.authorize_url)
+        CfnOutput(self, "OidcTokenUrl", value=self.people.token_url)
+        if self.people.user_pool is not None:
+            CfnOutput(self, "UserPoolId", value=self.people.user_pool.user_pool_id)
         CfnOutput(
             self,
             "AthenaWorkGroup",

@@ -1,7 +1,8 @@
 """Athena's query API, locally: ``StartQueryExecution``, ``GetQueryExecution``,
-``GetQueryResults`` and ``StopQueryExecution`` (AWS JSON 1.1, ``X-Amz-Target:
-AmazonAthena.<Operation>``), answered from DuckDB over the local cloud's archive
-(``pushpipe_local.cloud.athena.LocalAthena``).
+``GetQueryResults`` and ``StopQueryExecution``, in both wire protocols botocore has used
+for Athena (AWS JSON 1.1 with ``X-Amz-Target: AmazonAthena.<Operation>``, and REST-JSON
+on ``/query-executions[/{id}[/results|/stop]]``), answered from DuckDB over the local
+cloud's archive (``pushpipe_local.cloud.athena.LocalAthena``).
 
 Functions reach it through ``AWS_ENDPOINT_URL_ATHENA``, so their boto3 Athena calls
 (``pushpipe.shared.athena.AthenaQueries``) are the ones a deployed stack makes. moto's
@@ -15,12 +16,14 @@ with DuckDB's message as the ``StateChangeReason``.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from pushpipe_local.cloud.athena import LocalAthena, QueryError
 from pushpipe_local.runtime.http_base import QuietHandler
@@ -168,21 +171,63 @@ class LocalAthenaApi:
         return out
 
 
+_REST = re.compile(r"^/query-executions(?:/(?P<id>[^/]+)(?P<tail>/results|/stop)?)?/?$")
+_REST_OPS = {
+    ("POST", None, None): "StartQueryExecution",
+    ("GET", True, None): "GetQueryExecution",
+    ("GET", True, "/results"): "GetQueryResults",
+    ("POST", True, "/stop"): "StopQueryExecution",
+}
+
+
+def rest_operation(method: str, target: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The operation and its input of a REST-JSON Athena call (path and query carry the
+    execution id and the paging parameters)."""
+    url = urlsplit(target)
+    match = _REST.match(url.path)
+    if match is None:
+        raise InvalidRequest(f"not an Athena call ({method} {url.path})")
+    key = (method, True if match["id"] else None, match["tail"])
+    operation = _REST_OPS.get(key)
+    if operation is None:
+        raise InvalidRequest(f"not an Athena call ({method} {url.path})")
+    params = dict(body)
+    if match["id"]:
+        params["QueryExecutionId"] = match["id"]
+    for name, values in parse_qs(url.query).items():
+        params[name] = int(values[0]) if name == "MaxResults" else values[0]
+    return operation, params
+
+
 def athena_api_handler(api: LocalAthenaApi) -> type[QuietHandler]:
     class Handler(QuietHandler):
-        def do_POST(self) -> None:
+        def _answer(self, method: str) -> None:
             target = self.headers.get("X-Amz-Target", "")
-            headers = {"Content-Type": "application/x-amz-json-1.1"}
+            rest = not target
+            headers = {"Content-Type": "application/json" if rest else "application/x-amz-json-1.1"}
             try:
-                if not target.startswith(TARGET_PREFIX):
-                    raise InvalidRequest(f"not an Athena call (X-Amz-Target {target!r})")
                 body = json.loads(self._body() or b"{}")
                 if not isinstance(body, dict):
                     raise InvalidRequest("the request body must be a JSON object")
-                answer = api.call(target[len(TARGET_PREFIX) :], body)
+                if rest:
+                    operation, body = rest_operation(method, self.path, body)
+                elif method != "POST" or not target.startswith(TARGET_PREFIX):
+                    raise InvalidRequest(f"not an Athena call (X-Amz-Target {target!r})")
+                else:
+                    operation = target[len(TARGET_PREFIX) :]
+                answer = api.call(operation, body)
             except (InvalidRequest, ValueError) as exc:
                 error = {"__type": "InvalidRequestException", "Message": str(exc)}
+                if rest:
+                    headers["x-amzn-ErrorType"] = "InvalidRequestException"
+                    error = {"message": str(exc)}
                 return self._raw(400, json.dumps(error).encode(), headers)
             self._raw(200, json.dumps(answer).encode(), headers)
+
+        def do_POST(self) -> None:
+            self._answer("POST")
+
+        def do_GET(self) -> None:
+            self._answer("GET")
 
     return Handler

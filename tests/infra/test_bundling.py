@@ -86,7 +86,7 @@ def test_every_topology_handler_is_in_the_asset_at_its_import_path(asset):
             if isinstance(target, ast.Name)
         }
         assert attr in names, f"{fn.handler}: no top-level {attr!r}"
-    assert (asset.path / "pushpipe" / "topology.py").is_file()
+    assert (asset.path / "pushpipe" / "topology" / "__init__.py").is_file()
     assert (asset.path / "infra" / "runtime" / "secret_seeder.py").is_file()
 
 

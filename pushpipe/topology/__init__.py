@@ -12,8 +12,30 @@ physical name at run time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from pushpipe.topology.kinds import (  # noqa: F401  (re-exported: the kinds are this module's API)
+    ENV_OIDC_AUTHORIZE_URL,
+    ENV_OIDC_CLIENT_ID,
+    ENV_OIDC_GROUPS_CLAIM,
+    ENV_OIDC_ISSUER,
+    ENV_OIDC_TOKEN_URL,
+    BillingKey,
+    Bucket,
+    DeliveryStream,
+    Function,
+    Index,
+    Issuer,
+    KinesisTrigger,
+    Mail,
+    QueryCatalog,
+    Queue,
+    Route,
+    S3ToQueue,
+    ScheduleTrigger,
+    Secret,
+    SqsTrigger,
+    Stream,
+    Table,
+)
 
 PROJECT = "pushpipe"
 
@@ -47,6 +69,10 @@ ENV_PING_URL = "PING_URL"  # where service workers post pings: <HTTP API base>/v
 ENV_MAIL_FROM = "MAIL_FROM"
 ENV_MAIL_CONFIGURATION_SET = "MAIL_CONFIGURATION_SET"
 ENV_APPROVER_EMAILS = "APPROVER_EMAILS"  # comma-separated
+# People sign in with OIDC (pushpipe/shared/identity.py): the issuer API Gateway's JWT
+# authorizer trusts, the client the pages and the CLI sign in as, the issuer's
+# browser sign-in and token endpoints, and the claim that carries "<tenant>:<role>" groups:
+# ENV_OIDC_* (declared with the Issuer kind in kinds.py).
 
 AUDIENCE_PREFIX = "audiences/"  # audiences/<tenant>/... (pushpipe/audience/keys.py)
 DRAFTS_PREFIX = "drafts/"  # drafts/<tenant>/...: ad-hoc drafts, sent only once approved
@@ -54,165 +80,6 @@ STALE_REPORTS_PREFIX = "stale-subscriptions/"
 SCHEDULED_MARKERS_PREFIX = "scheduled-runs/"
 SENDS_ARCHIVE_PREFIX = "sends/"
 PINGS_ARCHIVE_PREFIX = "pings/"
-
-BillingKey = Literal["PAY_PER_REQUEST"]
-
-
-@dataclass(frozen=True)
-class Index:
-    """A global secondary index (all attributes projected unless ``keys_only``)."""
-
-    name: str
-    pk: str
-    sk: str | None = None
-    keys_only: bool = False
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    env: str
-    pk: str = "pk"
-    sk: str | None = "sk"
-    ttl_attribute: str | None = None
-    stream: bool = False
-    indexes: tuple[Index, ...] = ()
-
-
-@dataclass(frozen=True)
-class Bucket:
-    name: str
-    env: str
-    expire_days: int | None = None
-
-
-@dataclass(frozen=True)
-class Queue:
-    name: str
-    env: str | None = None
-    visibility_timeout_s: int = 960
-    max_receive_count: int = 3
-    dlq: bool = True
-
-
-@dataclass(frozen=True)
-class DeliveryStream:
-    """Kinesis Data Firehose into the archive bucket under ``prefix``yyyy/MM/dd/HH/."""
-
-    name: str
-    env: str
-    bucket: str
-    prefix: str
-    source_stream: str | None = None  # read from a Kinesis stream instead of direct puts
-
-
-@dataclass(frozen=True)
-class Stream:
-    """A Kinesis data stream (on-demand in AWS; read by a KinesisTrigger)."""
-
-    name: str
-    env: str
-    shards: int = 2
-
-
-@dataclass(frozen=True)
-class Secret:
-    name: str
-    env: str
-    kind: Literal["vapid", "hmac", "json"]
-
-
-@dataclass(frozen=True)
-class Mail:
-    """An SES sending identity (deploy parameter pushpipe:sesIdentity). A function that
-    ``uses`` it may send mail from it; it finds the sender address in ``env`` and the
-    configuration set in ``configuration_set_env``."""
-
-    name: str
-    env: str
-    configuration_set_env: str
-
-
-@dataclass(frozen=True)
-class S3ToQueue:
-    """S3 ObjectCreated under ``prefix`` of ``bucket`` is notified to ``queue``."""
-
-    bucket: str
-    prefix: str
-    queue: str
-
-
-@dataclass(frozen=True)
-class SqsTrigger:
-    queue: str
-    batch_size: int = 1
-
-
-@dataclass(frozen=True)
-class KinesisTrigger:
-    stream: str
-    batch_size: int = 500
-    max_batching_window_s: int = 1
-
-
-@dataclass(frozen=True)
-class QueryCatalog:
-    """The archive's tables for SQL: a Glue database and an Athena workgroup in the stack
-    (``infra/stacks/audit.py``), DuckDB locally. A function that ``uses`` it may run
-    queries over the archive; it learns the workgroup and database from the two envs."""
-
-    name: str
-    env: str  # the Athena workgroup
-    database_env: str  # the Glue database
-
-
-@dataclass(frozen=True)
-class Route:
-    """An HTTP API route served by ``function`` (API Gateway HTTP API, payload v2)."""
-
-    method: str
-    path: str  # API Gateway syntax: /v1/tenants/{tenant}/report
-    function: str
-    # How a caller proves who it is here (API Gateway has no authorizer on the route; the
-    # function checks it): the reason of the route's cdk-nag APIG4 acknowledgement.
-    auth: str = ""
-    # Per-route API Gateway throttle (requests/s, burst); None: the stage's default.
-    rate_limit: int | None = None
-    burst_limit: int | None = None
-
-
-@dataclass(frozen=True)
-class ScheduleTrigger:
-    """An EventBridge rule ``rate``; the function receives ``payload`` as its event."""
-
-    name: str
-    rate_minutes: int
-    payload: dict = field(default_factory=dict, hash=False)
-
-
-@dataclass(frozen=True)
-class Function:
-    name: str
-    handler: str  # dotted path, identical in Lambda and locally: package.module.function
-    env: str | None  # env var that carries this function's own name (for self-invoke)
-    timeout_s: int
-    memory_mb: int
-    uses: tuple[str, ...]  # logical names of resources the function is granted
-    invokes_self: bool = False
-    triggers: tuple[SqsTrigger | KinesisTrigger | ScheduleTrigger, ...] = ()
-    settings: dict = field(default_factory=dict, hash=False)
-    reserved_concurrency: int | None = None
-    async_retries: int = 2
-    async_max_event_age_s: int = 6 * 3600
-    # Buckets in ``uses`` the function also writes objects to (``uses`` alone grants read;
-    # tables, streams, delivery streams and queues in ``uses`` are writable anyway).
-    writes: tuple[str, ...] = ()
-    # bucket -> the key prefixes its objects are granted under (IAM); absent: the whole bucket
-    prefixes: dict = field(default_factory=dict, hash=False)
-    # env var -> path on the HTTP API; the function gets ``<API base URL><path>``.
-    api_paths: dict = field(default_factory=dict, hash=False)
-    # Deployed through an alias with a CodeDeploy canary, rolled back on alarm.
-    canary: bool = False
 
 
 # ---------------------------------------------------------------------------------------
@@ -232,6 +99,9 @@ SENDS_FIREHOSE = DeliveryStream("sends", ENV_SENDS_FIREHOSE, "archive", SENDS_AR
 
 VAPID_SECRET = Secret("vapid", ENV_VAPID_SECRET, "vapid")
 SIGNING_SECRET = Secret("signing", ENV_SIGNING_SECRET, "hmac")
+
+# The people who request, approve, view and operate (pushpipe/shared/identity.py).
+PEOPLE = Issuer("people")
 
 NOTIFICATIONS = (S3ToQueue("audience", AUDIENCE_PREFIX, "audience-events"),)
 
@@ -288,7 +158,7 @@ PING_HANDLER = Function(
     env=None,
     timeout_s=10,
     memory_mb=512,
-    uses=("pings", "signing", "counters", "subscriptions", "tenants"),
+    uses=("pings", "signing", "counters", "subscriptions", "tenants", "people"),
     settings={ENV_PUSH_HOSTS: ""},  # subscription intake applies the endpoint policy
     # public (anyone can call its routes): a flood is bounded here, not by the account
     reserved_concurrency=100,
@@ -331,7 +201,25 @@ PING_API_ROUTES = (
         rate_limit=50,
         burst_limit=100,
     ),
+    Route(
+        "GET",
+        "/v1/reports/{tenant}/{campaign}",
+        "ping_handler",
+        "the same report for a signed-in person with a role (viewer or more) in the tenant",
+        rate_limit=50,
+        burst_limit=100,
+        signed_in=True,
+    ),
     Route("POST", "/v1/subscriptions", "ping_handler", _SITE_KEY, rate_limit=200, burst_limit=400),
+    Route(
+        "PUT",
+        "/v1/tenants/{tenant}/subscriptions",
+        "ping_handler",
+        "an operator of the tenant: imports or corrects a subscription, keys included",
+        rate_limit=50,
+        burst_limit=100,
+        signed_in=True,
+    ),
     Route("OPTIONS", "/v1/subscriptions", "ping_handler", _PREFLIGHT),
     Route(
         "DELETE",
@@ -367,7 +255,16 @@ APPROVAL = Function(
     env=ENV_APPROVAL_FUNCTION,
     timeout_s=900,  # HTTP requests are short; counting and releasing run asynchronously
     memory_mb=1024,
-    uses=("requests", "audience", "subscriptions", "signing", "vapid", "tenants", "mail"),
+    uses=(
+        "requests",
+        "audience",
+        "subscriptions",
+        "signing",
+        "vapid",
+        "tenants",
+        "mail",
+        "people",
+    ),
     writes=("audience",),  # the approved audience, under the audience prefix, once
     prefixes={"audience": (AUDIENCE_PREFIX, DRAFTS_PREFIX)},
     reserved_concurrency=20,  # public routes (form, links): a flood cannot take the account
@@ -423,18 +320,50 @@ SCHEDULER = Function(
 )
 _LINK = "a signed, expiring, single-use approval link token names the approver and request"
 _REQUESTS = dict(rate_limit=20, burst_limit=40)
+_SIGNED_LINK = " and the signed-in approver it names (an approver role in the request's tenant)"
+_STATIC = "a static page or script, no data"
 APPROVAL_ROUTES = (
     # before /{id}: the local router is ordered
-    Route("GET", "/v1/requests/form", "approval", "a static form page, no data", **_REQUESTS),
+    Route("GET", "/v1/requests/form", "approval", _STATIC + " (the form signs in)", **_REQUESTS),
     Route(
-        "POST", "/v1/requests", "approval", "the tenant's API key, checked per tenant", **_REQUESTS
+        "POST",
+        "/v1/requests",
+        "approval",
+        "a requester of the request's tenant; the requester recorded is the signed-in identity",
+        signed_in=True,
+        **_REQUESTS,
     ),
-    Route("GET", "/v1/requests/{id}", "approval", "the tenant's key; another tenant's is refused"),
+    Route(
+        "GET",
+        "/v1/requests/{id}",
+        "approval",
+        "any role in the request's tenant; another tenant's request is not found",
+        signed_in=True,
+    ),
     Route("GET", "/v1/approval/{action}", "approval", _LINK + " (confirmation page only)"),
-    Route("POST", "/v1/approval/{action}", "approval", _LINK, **_REQUESTS),
-    Route("GET", "/v1/approvers/device", "approval", _LINK),
-    Route("POST", "/v1/approvers/device", "approval", _LINK, **_REQUESTS),
+    Route(
+        "POST",
+        "/v1/approval/{action}",
+        "approval",
+        _LINK + _SIGNED_LINK,
+        signed_in=True,
+        **_REQUESTS,
+    ),
+    Route("GET", "/v1/approvers/device", "approval", _LINK + " (the page only)"),
+    Route(
+        "POST",
+        "/v1/approvers/device",
+        "approval",
+        _LINK + _SIGNED_LINK,
+        signed_in=True,
+        **_REQUESTS,
+    ),
     Route("GET", "/v1/approvers/sw.js", "approval", "the approvers' service worker script"),
+    Route("GET", "/v1/signin.js", "approval", _STATIC + " (the pages' OIDC sign-in)"),
+    Route("GET", PEOPLE.callback_path, "approval", _STATIC + " (the OIDC redirect target)"),
+    Route(
+        "GET", "/v1/me", "approval", "the signed-in caller's own identity and roles", signed_in=True
+    ),
 )
 
 # --- the registry every consumer iterates -----------------------------------------------
@@ -446,6 +375,7 @@ DELIVERY_STREAMS: tuple[DeliveryStream, ...] = (SENDS_FIREHOSE, PINGS_FIREHOSE)
 SECRETS: tuple[Secret, ...] = (VAPID_SECRET, SIGNING_SECRET, TENANT_SECRET)
 MAILERS: tuple[Mail, ...] = (MAIL,)
 CATALOGS: tuple[QueryCatalog, ...] = (AUDIT_CATALOG,)
+ISSUERS: tuple[Issuer, ...] = (PEOPLE,)
 FUNCTIONS: tuple[Function, ...] = (SEND_BATCH, PING_HANDLER, AGGREGATE, APPROVAL, SCHEDULER)
 ROUTES: tuple[Route, ...] = (*PING_API_ROUTES, *APPROVAL_ROUTES)
 
@@ -459,7 +389,8 @@ def by_name(items, name: str):
 
 def resource_env(name: str) -> str | None:
     """The env var carrying the physical name of the resource with logical ``name``."""
-    for group in (TABLES, BUCKETS, DELIVERY_STREAMS, SECRETS, QUEUES, STREAMS, MAILERS, CATALOGS):
+    groups = (TABLES, BUCKETS, DELIVERY_STREAMS, SECRETS, QUEUES, STREAMS, MAILERS, CATALOGS)
+    for group in (*groups, ISSUERS):
         for item in group:
             if item.name == name:
                 return getattr(item, "env", None)
